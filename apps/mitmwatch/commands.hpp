@@ -1,0 +1,21 @@
+// One function per subcommand: each adds its flags to the CLI11 app and
+// returns the action to run once parsing succeeded.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace mw::app {
+
+using Action = std::function<int()>;
+
+Action add_scan_command(CLI::App& app);
+Action add_demo_command(CLI::App& app);
+
+// A usage error found after parsing: printed and mapped to exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace mw::app

@@ -1,0 +1,45 @@
+// mitmwatch: an observatory for HTTPS interception.
+#include "cli/progress.hpp"
+#include "commands.hpp"
+
+#include <fmt/format.h>
+
+#include <map>
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "mitmwatch: find where a network swaps real TLS certificates for forged ones.\n"
+      "Start with `mitmwatch demo`, then `mitmwatch scan --help`."};
+  app.set_version_flag("--version", std::string("mitmwatch ") + MW_VERSION);
+  app.require_subcommand(1);
+  std::map<CLI::App*, mw::app::Action> actions;
+  auto* scan = app.add_subcommand("scan", "TLS handshakes with trigger and control SNIs; detects forged certificates");
+  actions[scan] = mw::app::add_scan_command(*scan);
+  auto* demo = app.add_subcommand("demo", "Start local TLS servers, some behind a stand-in interceptor, and scan them");
+  actions[demo] = mw::app::add_demo_command(*demo);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return mw::cli::kExitUsage;
+  }
+  for (auto* sub : app.get_subcommands()) {
+    try {
+      return actions.at(sub)();
+    } catch (const mw::app::UsageError& e) {
+      fmt::print(stderr, "mitmwatch {}: {}\n", sub->get_name(), e.what());
+      return mw::cli::kExitUsage;
+    } catch (const std::exception& e) {
+      fmt::print(stderr, "mitmwatch {}: {}\n", sub->get_name(), e.what());
+      return mw::cli::kExitFailure;
+    }
+  }
+  return mw::cli::kExitUsage;
+}

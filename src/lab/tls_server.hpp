@@ -1,0 +1,82 @@
+// A TLS server farm: many listening addresses, each a "site" that picks its
+// certificate chain by SNI, and optionally misbehaves the way broken or
+// hostile servers do. Tests, the demo and the benchmark use it as the
+// remote servers; the lab runs it inside its server namespaces.
+#pragma once
+
+#include "certs/issue.hpp"
+#include "net/address.hpp"
+#include "net/fd.hpp"
+
+#include <tl/expected.hpp>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace mw::lab {
+
+enum class SniAction {
+  serve,   // complete the handshake with the rule's chain
+  alert,   // answer the ClientHello with a fatal alert
+  reset,   // answer the ClientHello with a TCP reset
+  silent,  // read the ClientHello and never answer
+};
+
+struct SniRule {
+  std::vector<std::string> names;  // exact names and their subdomains; empty: every SNI
+  bool match_no_sni = false;       // also applies when no SNI is sent
+  SniAction action = SniAction::serve;
+  std::shared_ptr<const certs::ServedChain> chain;  // for serve
+  int alert = 112;                                  // unrecognized_name, for alert
+};
+
+// What a site does before any TLS.
+enum class Misbehaviour {
+  none,
+  garbage,  // sends plaintext that is not TLS, then closes
+  drip,     // sends a TLS record header, then one byte a second, forever
+  stall,    // accepts and never sends anything
+};
+
+struct Site {
+  std::shared_ptr<const certs::ServedChain> chain;  // the default chain
+  std::vector<SniRule> rules;                        // first match wins
+  Misbehaviour misbehaviour = Misbehaviour::none;
+};
+
+struct Listener {
+  net::Endpoint bind;  // port 0: any free port
+  std::shared_ptr<const Site> site;
+};
+
+class TlsServer {
+ public:
+  struct Options {
+    int workers = 1;
+    int idle_timeout_ms = 10000;  // per connection, from the last byte
+  };
+
+  static tl::expected<std::unique_ptr<TlsServer>, std::string> start(std::vector<Listener> listeners,
+                                                                     Options options);
+  ~TlsServer();
+  TlsServer(const TlsServer&) = delete;
+  TlsServer& operator=(const TlsServer&) = delete;
+
+  // The address each listener ended up on (its port filled in), in order.
+  const std::vector<net::Endpoint>& endpoints() const { return endpoints_; }
+  uint64_t handshakes_completed() const { return completed_.load(); }
+  void stop();
+
+ private:
+  class Worker;
+  TlsServer() = default;
+
+  std::vector<net::Endpoint> endpoints_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<uint64_t> completed_{0};
+};
+
+}  // namespace mw::lab

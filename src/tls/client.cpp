@@ -1,0 +1,180 @@
+#include "tls/client.hpp"
+
+#include "certs/x509.hpp"
+
+#include <openssl/err.h>
+
+#include <arpa/inet.h>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+namespace mw::tls {
+namespace {
+
+double ms_between(Handshake::Clock::time_point a, Handshake::Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+ProbeError classify_connect_errno(int err) {
+  switch (err) {
+    case ECONNREFUSED: return ProbeError::connect_refused;
+    case ETIMEDOUT: return ProbeError::connect_timeout;
+    case ECONNRESET: return ProbeError::reset;
+    default: return ProbeError::connect_unreachable;
+  }
+}
+
+}  // namespace
+
+tl::expected<ClientProfile, std::string> ClientProfile::browser_like() {
+  ClientProfile p;
+  p.ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  if (!p.ctx_) return tl::unexpected("SSL_CTX_new: " + drain_errors());
+  SSL_CTX* ctx = p.ctx_.get();
+  SSL_CTX_set_min_proto_version(ctx, TLS1_VERSION);
+  SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+  // Trust is judged after the handshake against our own store, so the
+  // handshake never fails for it; the chain is what we came for.
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  // Frees the 16 KiB+ record buffers whenever they are idle: memory per
+  // in-flight handshake is the scan's limit at high concurrency.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // Bounds what a hostile server can make us hold (OpenSSL's default is 100 KiB).
+  SSL_CTX_set_max_cert_list(ctx, 64 * 1024);
+  static const unsigned char alpn[] = "\x02h2\x08http/1.1";
+  SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+  return p;
+}
+
+Handshake::Handshake(const ClientProfile& profile, const net::Endpoint& target, std::string sni,
+                     const std::optional<net::IpAddress>& source)
+    : profile_(profile), target_(target), source_(source) {
+  obs_.sni = std::move(sni);
+}
+
+Handshake::Want Handshake::fail(ProbeError error, std::string detail) {
+  obs_.error = error;
+  obs_.error_detail = std::move(detail);
+  phase_ = Phase::done;
+  ssl_.reset();
+  fd_.reset();
+  return Want::done;
+}
+
+Handshake::Want Handshake::start() {
+  t_start_ = Clock::now();
+  obs_.started_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
+  fd_.reset(::socket(target_.ip.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd_) return fail(ProbeError::connect_unreachable, std::string("socket: ") + std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (source_) {
+    sockaddr_storage ss;
+    socklen_t len = net::Endpoint{*source_, 0}.to_sockaddr(ss);
+    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+      return fail(ProbeError::connect_unreachable, std::string("bind source address: ") + std::strerror(errno));
+  }
+  sockaddr_storage ss;
+  socklen_t len = target_.to_sockaddr(ss);
+  if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) return begin_tls();
+  if (errno != EINPROGRESS) return fail(classify_connect_errno(errno), std::strerror(errno));
+  return Want::write;
+}
+
+Handshake::Want Handshake::on_ready() {
+  if (phase_ == Phase::connecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) return fail(classify_connect_errno(err), std::strerror(err));
+    return begin_tls();
+  }
+  if (phase_ == Phase::handshaking) return step_tls();
+  return Want::done;
+}
+
+void Handshake::time_out() {
+  if (phase_ == Phase::connecting) {
+    fail(ProbeError::connect_timeout, "no answer to SYN before the deadline");
+  } else if (phase_ == Phase::handshaking) {
+    obs_.handshake_ms = ms_between(t_connected_, Clock::now());
+    fail(ProbeError::handshake_timeout, "handshake not finished before the deadline");
+  }
+}
+
+Handshake::Want Handshake::begin_tls() {
+  t_connected_ = Clock::now();
+  obs_.connect_ms = ms_between(t_start_, t_connected_);
+  phase_ = Phase::handshaking;
+  ssl_.reset(SSL_new(profile_.get()));
+  if (!ssl_) return fail(ProbeError::protocol_error, "SSL_new: " + drain_errors());
+  SSL_set_app_data(ssl_.get(), this);
+  SSL_set_info_callback(ssl_.get(), &Handshake::on_info);
+  if (!obs_.sni.empty()) SSL_set_tlsext_host_name(ssl_.get(), obs_.sni.c_str());
+  SSL_set_fd(ssl_.get(), fd_.get());
+  return step_tls();
+}
+
+void Handshake::on_info(const SSL* ssl, int where, int ret) {
+  if (where & SSL_CB_READ_ALERT) {
+    auto* self = static_cast<Handshake*>(SSL_get_app_data(ssl));
+    self->alert_received_ = ret & 0xff;
+  }
+}
+
+Handshake::Want Handshake::step_tls() {
+  ERR_clear_error();
+  errno = 0;
+  int rc = SSL_connect(ssl_.get());
+  if (rc == 1) {
+    obs_.handshake_ms = ms_between(t_connected_, Clock::now());
+    capture_session();
+    phase_ = Phase::done;
+    ssl_.reset();
+    fd_.reset();  // no close_notify: the chain is all a scan needs
+    return Want::done;
+  }
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ) return Want::read;
+  if (err == SSL_ERROR_WANT_WRITE) return Want::write;
+  obs_.handshake_ms = ms_between(t_connected_, Clock::now());
+  if (alert_received_ >= 0) {
+    obs_.alert = alert_received_;
+    return fail(ProbeError::tls_alert, std::string("alert received: ") + SSL_alert_desc_string_long(alert_received_));
+  }
+  if (err == SSL_ERROR_SYSCALL) {
+    int saved = errno;
+    if (saved == ECONNRESET || saved == EPIPE) return fail(ProbeError::reset, std::strerror(saved));
+    if (saved == 0) return fail(ProbeError::eof, "connection closed during handshake");
+    return fail(ProbeError::protocol_error, std::strerror(saved));
+  }
+  unsigned long code = ERR_peek_error();
+  if (ERR_GET_LIB(code) == ERR_LIB_SSL && ERR_GET_REASON(code) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+    return fail(ProbeError::eof, "connection closed during handshake");
+  // A reset can surface as an SSL-level error in OpenSSL 3 (system library).
+  if (ERR_GET_LIB(code) == ERR_LIB_SYS && ERR_GET_REASON(code) == ECONNRESET)
+    return fail(ProbeError::reset, std::strerror(ECONNRESET));
+  return fail(ProbeError::protocol_error, drain_errors());
+}
+
+void Handshake::capture_session() {
+  obs_.tls_version = SSL_get_version(ssl_.get());
+  if (const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get())) obs_.cipher = SSL_CIPHER_get_name(c);
+  const unsigned char* alpn = nullptr;
+  unsigned alpn_len = 0;
+  SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
+  if (alpn) obs_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
+  // On the client side this stack includes the leaf, in the order sent.
+  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_.get())) {
+    for (int i = 0; i < sk_X509_num(chain); ++i) obs_.chain.push_back(certs::to_der(sk_X509_value(chain, i)));
+  }
+}
+
+}  // namespace mw::tls

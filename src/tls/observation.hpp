@@ -1,0 +1,53 @@
+// What one TLS handshake observed: a plain value, cheap to build in tests.
+#pragma once
+
+#include "certs/registry.hpp"
+#include "tls/ossl.hpp"
+#include "tls/trust.hpp"
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace mw::tls {
+
+enum class ProbeError {
+  none,
+  connect_refused,
+  connect_timeout,
+  connect_unreachable,  // EHOSTUNREACH/ENETUNREACH and other connect failures
+  handshake_timeout,
+  reset,
+  eof,
+  tls_alert,
+  protocol_error,
+};
+
+struct Observation {
+  std::string sni;  // empty: no SNI sent
+  ProbeError error = ProbeError::none;
+  int alert = -1;            // TLS alert description received, for tls_alert
+  std::string error_detail;  // OpenSSL's words or errno text, for people
+  std::string tls_version;
+  std::string cipher;
+  std::string alpn;
+  std::vector<Der> chain;  // as sent, leaf first
+  double connect_ms = 0;
+  double handshake_ms = 0;
+  int64_t started_unix_ms = 0;
+
+  // Filled by assess() once the handshake is done.
+  TrustResult trust;
+  std::optional<certs::InterceptorHit> interceptor;
+
+  bool ok() const { return error == ProbeError::none; }
+};
+
+// "connect-refused", "tls-alert:112", ... ("" for none).
+std::string error_name(const Observation& obs);
+
+// Verifies the chain and checks it against the interceptor registry.
+void assess(Observation& obs, const TrustStore& trust, const certs::InterceptorRegistry& registry);
+
+}  // namespace mw::tls
