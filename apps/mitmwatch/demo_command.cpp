@@ -32,15 +32,15 @@ Kind kind_of(int i, int n) {
   return i % 4 == 1 ? Kind::intercepted : Kind::clean;
 }
 
-void print_leaf_pair(const nlohmann::json& record) {
-  const nlohmann::json* control = nullptr;
-  const nlohmann::json* forged = nullptr;
+void print_leaf_pair(const nlohmann::ordered_json& record) {
+  const nlohmann::ordered_json* control = nullptr;
+  const nlohmann::ordered_json* forged = nullptr;
   for (const auto& a : record["attempts"]) {
     if (a["role"] == "control" && !control) control = &a;
     if (a["role"] == "test" && !a["leaf"].is_null() && !forged) forged = &a;
   }
   if (!control || !forged) return;
-  auto describe = [](const nlohmann::json& attempt) {
+  auto describe = [](const nlohmann::ordered_json& attempt) {
     auto der = certs::unbase64(attempt["chain"][0].get<std::string>());
     auto cert = certs::from_der(*der);
     X509* c = cert->get();
@@ -117,7 +117,7 @@ int run_demo(const DemoFlags& f) {
   filter.allow_reserved = true;
   net::TargetStream stream(specs, filter);
   cli::ScanSummary summary;
-  nlohmann::json example;
+  nlohmann::ordered_json example;
   cli::ProgressBar bar(stderr, isatty(STDERR_FILENO), specs.size(), "targets");
   drivers::ScanHooks hooks;
   hooks.on_record = [&](records::ScanRecord&& r) {
@@ -155,7 +155,7 @@ Action add_demo_command(CLI::App& app) {
       "known interceptors, so the forgeries are found by comparison alone.");
   app.add_option("--servers", f->servers, "How many local sites")->capture_default_str();
   app.add_option("-o,--output", f->output, "Where to write the scan records")->capture_default_str();
-  app.add_option("--sni", f->snis, "Test SNIs")->delimiter(',')->capture_default_str();
+  app.add_option("--sni", f->snis, "Test SNIs")->delimiter(',')->allow_extra_args(false)->capture_default_str();
   return [f] { return run_demo(*f); };
 }
 

@@ -256,6 +256,8 @@ int run_scan(const ScanFlags& f) {
 
 Action add_scan_command(CLI::App& app) {
   auto f = std::make_shared<ScanFlags>();
+  // A repeated flag takes its last value, as in most Unix tools.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.footer(R"(Targets: addresses, host:port, CIDR blocks ("192.0.2.0/24:8443", "[2001:db8::1]:443"),
 one a line in -i FILE ('#' comments), or on stdin. Reserved and private ranges are
 refused unless --allow-private.
@@ -273,7 +275,8 @@ Examples:
   jq -r 'select(.verdict=="intercepted") | [.target, .sni, .attempts[1].leaf.issuer] | @tsv' out.jsonl
 
 Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 bad usage.)");
-  app.add_option("targets", f->targets, "Targets: IP, IP:PORT, [IPv6]:PORT, CIDR, CIDR:PORT, host:port");
+  app.add_option("targets", f->targets, "Targets: IP, IP:PORT, [IPv6]:PORT, CIDR, CIDR:PORT, host:port")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("-i,--input", f->input, "Read targets from FILE, one a line ('-': stdin)");
   app.add_option("-p,--port", f->port, "Port for targets that name none")->capture_default_str();
   app.add_option("--blocklist", f->blocklist, "Skip the prefixes listed in FILE (zmap's format)");
@@ -281,7 +284,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--shard", f->shard, "Scan shard I of N (0-based, I/N); N machines cover each target once")
       ->capture_default_str();
   app.add_option("--sni", f->snis, "Test SNIs, comma-separated (default: facebook.com,google.com)")
-      ->delimiter(',');
+      ->delimiter(',')->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--sni-file", f->sni_file, "Test SNIs from FILE, one a line");
   app.add_option("--control", f->control,
                  "Control SNI; 'none' sends no SNI (default: a random name under example.com)");

@@ -4,10 +4,8 @@
 
 namespace mw::cli {
 
-void ScanSummary::add(const nlohmann::json& r) {
+void ScanSummary::add(const std::string& v, const std::string& target) {
   ++records_;
-  std::string v = r.value("verdict", "");
-  std::string target = r.value("target", "");
   if (v == "clean") ++clean_;
   else if (v == "intercepted") ++intercepted_;
   else if (v == "blocked") ++blocked_;

@@ -13,7 +13,11 @@ namespace mw::cli {
 
 class ScanSummary {
  public:
-  void add(const nlohmann::json& record);
+  template <typename Json>
+  void add(const Json& record) {
+    add(record.value("verdict", std::string()), record.value("target", std::string()));
+  }
+  void add(const std::string& verdict, const std::string& target);
   // `targets`: how many targets the input held (after filters).
   void print(FILE* out, uint64_t targets, double seconds, uint64_t handshakes) const;
   uint64_t records() const { return records_; }

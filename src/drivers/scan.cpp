@@ -228,7 +228,7 @@ void ScanRun::judge(TargetJob& job, uint64_t id, size_t sni_index) {
   bool ever_forged = false;
   for (const auto& t : track.tests)
     if (verdict::compare(t, *job.control).verdict == Verdict::intercepted) ever_forged = true;
-  if (latest.verdict != Verdict::clean || ever_forged) {
+  if (latest.differs || ever_forged) {
     ready_.push_front({id, sni_index, Role::recheck});
     return;
   }

@@ -26,6 +26,10 @@ tl::expected<void, std::string> JsonlWriter::write(const nlohmann::json& record)
   return write_line(record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
+tl::expected<void, std::string> JsonlWriter::write(const nlohmann::ordered_json& record) {
+  return write_line(record.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace));
+}
+
 tl::expected<void, std::string> JsonlWriter::write_line(std::string line) {
   line.push_back('\n');
   size_t done = 0;

@@ -18,6 +18,7 @@ class JsonlWriter {
   // path "-" writes to stdout. `append` keeps what the file holds.
   static tl::expected<JsonlWriter, std::string> open(const std::string& path, bool append);
   tl::expected<void, std::string> write(const nlohmann::json& record);
+  tl::expected<void, std::string> write(const nlohmann::ordered_json& record);
   tl::expected<void, std::string> write_line(std::string line);  // adds '\n'
   tl::expected<void, std::string> sync();
 

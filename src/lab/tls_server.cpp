@@ -1,6 +1,7 @@
 #include "lab/tls_server.hpp"
 
 #include "tls/ossl.hpp"
+#include "tls/socket_bio.hpp"
 
 #include <openssl/err.h>
 
@@ -26,13 +27,13 @@ bool name_matches(const std::string& sni, const std::string& rule) {
 
 const SniRule* find_rule(const Site& site, const std::string& sni) {
   for (const auto& rule : site.rules) {
-    if (sni.empty()) {
-      if (rule.match_no_sni) return &rule;
-      continue;
-    }
-    if (rule.names.empty()) return &rule;
+    if (sni.empty() && !rule.match_no_sni) continue;
+    bool named = rule.names.empty() || sni.empty();
     for (const auto& n : rule.names)
-      if (name_matches(sni, n)) return &rule;
+      if (name_matches(sni, n)) named = true;
+    if (!named) continue;
+    if (rule.uses_left && rule.uses_left->fetch_sub(1) <= 0) continue;
+    return &rule;
   }
   return nullptr;
 }
@@ -182,7 +183,7 @@ class TlsServer::Worker {
         case Misbehaviour::none:
           conn->ssl.reset(SSL_new(ctx_.get()));
           SSL_set_app_data(conn->ssl.get(), conn.get());
-          SSL_set_fd(conn->ssl.get(), fd);
+          tls::attach_socket(conn->ssl.get(), fd);
           break;
       }
       epoll_.add(fd, EPOLLIN, static_cast<uint64_t>(fd));

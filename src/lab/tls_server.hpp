@@ -31,6 +31,9 @@ struct SniRule {
   SniAction action = SniAction::serve;
   std::shared_ptr<const certs::ServedChain> chain;  // for serve
   int alert = 112;                                  // unrecognized_name, for alert
+  // When set, the rule applies only while this count is above zero, and each
+  // use takes one: a server that misbehaves on the first N connections.
+  std::shared_ptr<std::atomic<int>> uses_left;
 };
 
 // What a site does before any TLS.

@@ -5,7 +5,9 @@
 namespace mw::records {
 namespace {
 
-nlohmann::json leaf_summary(const tls::Der& der) {
+using Json = nlohmann::ordered_json;
+
+Json leaf_summary(const tls::Der& der) {
   auto cert = certs::from_der(der);
   if (!cert) return nullptr;
   X509* c = cert->get();
@@ -16,12 +18,12 @@ nlohmann::json leaf_summary(const tls::Der& der) {
           {"dns_names", certs::dns_names(c)}};
 }
 
-nlohmann::json null_if_empty(const std::string& s) { return s.empty() ? nlohmann::json(nullptr) : nlohmann::json(s); }
+Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
 
 }  // namespace
 
-nlohmann::json to_json(const tls::Observation& obs, const std::string& role) {
-  nlohmann::json j = {
+nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& role) {
+  Json j = {
       {"role", role},
       {"sni", null_if_empty(obs.sni)},
       {"started_ms", obs.started_unix_ms},
@@ -34,14 +36,14 @@ nlohmann::json to_json(const tls::Observation& obs, const std::string& role) {
       {"cipher", null_if_empty(obs.cipher)},
       {"alpn", null_if_empty(obs.alpn)},
   };
-  nlohmann::json chain = nlohmann::json::array();
+  Json chain = Json::array();
   for (const auto& der : obs.chain) chain.push_back(certs::base64(der));
   j["chain"] = std::move(chain);
-  j["leaf"] = obs.chain.empty() ? nlohmann::json(nullptr) : leaf_summary(obs.chain.front());
+  j["leaf"] = obs.chain.empty() ? Json(nullptr) : leaf_summary(obs.chain.front());
   if (obs.ok()) {
     j["trusted"] = obs.trust.trusted;
     j["verify_error"] = null_if_empty(obs.trust.verify_error);
-    j["name_match"] = obs.trust.name_match ? nlohmann::json(*obs.trust.name_match) : nlohmann::json(nullptr);
+    j["name_match"] = obs.trust.name_match ? Json(*obs.trust.name_match) : Json(nullptr);
   } else {
     j["trusted"] = nullptr;
     j["verify_error"] = nullptr;
@@ -57,9 +59,9 @@ nlohmann::json to_json(const tls::Observation& obs, const std::string& role) {
   return j;
 }
 
-nlohmann::json to_json(const ScanRecord& r) {
-  nlohmann::json attempts = nlohmann::json::array();
-  nlohmann::json interceptor = nullptr;
+nlohmann::ordered_json to_json(const ScanRecord& r) {
+  Json attempts = Json::array();
+  Json interceptor = nullptr;
   for (const auto& a : r.attempts) {
     attempts.push_back(to_json(a.observation, a.role));
     if (a.role == "test" && a.observation.interceptor && interceptor.is_null())

@@ -29,8 +29,8 @@ struct ScanRecord {
   std::vector<Attempt> attempts;
 };
 
-nlohmann::json to_json(const ScanRecord& record);
-nlohmann::json to_json(const tls::Observation& obs, const std::string& role);
+nlohmann::ordered_json to_json(const ScanRecord& record);
+nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& role);
 
 // The resume key of a record: target and test SNI.
 std::string record_key(const std::string& target, const std::string& sni);

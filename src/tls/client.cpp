@@ -1,6 +1,7 @@
 #include "tls/client.hpp"
 
 #include "certs/x509.hpp"
+#include "tls/socket_bio.hpp"
 
 #include <openssl/err.h>
 
@@ -118,12 +119,13 @@ Handshake::Want Handshake::begin_tls() {
   SSL_set_app_data(ssl_.get(), this);
   SSL_set_info_callback(ssl_.get(), &Handshake::on_info);
   if (!obs_.sni.empty()) SSL_set_tlsext_host_name(ssl_.get(), obs_.sni.c_str());
-  SSL_set_fd(ssl_.get(), fd_.get());
+  if (!attach_socket(ssl_.get(), fd_.get())) return fail(ProbeError::protocol_error, "BIO_new failed");
   return step_tls();
 }
 
 void Handshake::on_info(const SSL* ssl, int where, int ret) {
-  if (where & SSL_CB_READ_ALERT) {
+  // SSL_CB_READ_ALERT shares its SSL_CB_ALERT bit with alerts we send: test both bits.
+  if ((where & SSL_CB_ALERT) && (where & SSL_CB_READ)) {
     auto* self = static_cast<Handshake*>(SSL_get_app_data(ssl));
     self->alert_received_ = ret & 0xff;
   }

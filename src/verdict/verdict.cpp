@@ -50,16 +50,19 @@ Comparison compare(const tls::Observation& test, const tls::Observation& control
   Comparison c;
   if (test.ok() && test.interceptor) {
     c.verdict = Verdict::intercepted;
+    c.differs = true;
     c.reasons.push_back("chain " + test.interceptor->how + " known interceptor '" + test.interceptor->name + "'");
     return c;
   }
   if (!control.ok()) {
     c.verdict = Verdict::unreachable;
     c.reasons.push_back("control failed: " + tls::error_name(control));
+    c.differs = test.ok();
     return c;
   }
   if (!test.ok()) {
     c.verdict = Verdict::blocked;
+    c.differs = true;
     c.reasons.push_back("test failed: " + tls::error_name(test) + " where control succeeded");
     return c;
   }
@@ -83,6 +86,7 @@ Comparison compare(const tls::Observation& test, const tls::Observation& control
   bool trust_fell = untrusted && (control.trust.trusted || issuer_replaced);
   if (key_replaced && (names_kept || names_fit_sni) && trust_fell) {
     c.verdict = Verdict::intercepted;
+    c.differs = true;
     c.reasons.push_back("public key replaced");
     if (issuer_replaced) c.reasons.push_back("issuer replaced: '" + k.issuer + "' -> '" + t.issuer + "'");
     c.reasons.push_back(names_kept ? "names copied from the real certificate" : "names match the test SNI");
@@ -96,7 +100,7 @@ Comparison compare(const tls::Observation& test, const tls::Observation& control
   return c;
 }
 
-bool needs_retry(const Comparison& c) { return c.verdict != Verdict::clean; }
+bool needs_retry(const Comparison& c) { return c.differs; }
 
 Comparison settle(const std::vector<const tls::Observation*>& tests, const tls::Observation& final_control,
                   size_t* intercepted_attempts) {

@@ -17,6 +17,10 @@ const char* to_string(Verdict v);
 struct Comparison {
   Verdict verdict = Verdict::clean;
   std::vector<std::string> reasons;  // short facts that led to the verdict
+  // The test came out otherwise than the control: a different chain, or a
+  // failure where the control succeeded (or the reverse). A test that fails
+  // just as its control did does not differ: the host is down.
+  bool differs = false;
 };
 
 // One test attempt against one control attempt.

@@ -1,0 +1,233 @@
+// build/mitmwatch as a user runs it: flags, exit codes, files, kill -9.
+#include "lab/stand_in.hpp"
+#include "support/support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+using namespace mw;
+
+namespace {
+
+class CliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { world_ = new lab::StandInWorld(); }
+  static void TearDownTestSuite() { delete world_; }
+
+  void SetUp() override { test::write_pem(ca_file(), {world_->public_root().cert.get()}); }
+
+  std::string ca_file() const { return dir_.file("root.pem"); }
+
+  std::vector<net::Endpoint> serve(const std::vector<std::shared_ptr<lab::Site>>& sites, int subnet = 0) {
+    std::vector<lab::Listener> listeners;
+    for (size_t i = 0; i < sites.size(); ++i)
+      listeners.push_back(
+          {{*net::IpAddress::parse("127.89." + std::to_string(subnet) + "." + std::to_string(i + 1)), 0}, sites[i]});
+    auto s = lab::TlsServer::start(std::move(listeners), {});
+    EXPECT_TRUE(s) << s.error();
+    servers_.push_back(std::move(*s));
+    return servers_.back()->endpoints();
+  }
+
+  static std::string lines_of(const std::vector<net::Endpoint>& eps) {
+    std::string out;
+    for (const auto& e : eps) out += e.to_string() + "\n";
+    return out;
+  }
+
+  std::vector<std::string> scan_args(std::vector<std::string> extra) const {
+    std::vector<std::string> args{"scan", "--allow-private", "--ca-file", ca_file(), "--quiet",
+                                  "--connect-timeout", "2", "--handshake-timeout", "2"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  static lab::StandInWorld* world_;
+  test::TempDir dir_;
+  std::vector<std::unique_ptr<lab::TlsServer>> servers_;
+};
+lab::StandInWorld* CliTest::world_ = nullptr;
+
+std::vector<nlohmann::json> parse_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+}  // namespace
+
+TEST_F(CliTest, HelpTeachesAndVersionAnswers) {
+  auto top = test::run_mitmwatch({"--help"});
+  EXPECT_EQ(top.exit_code, 0);
+  EXPECT_NE(top.out.find("scan"), std::string::npos);
+  EXPECT_NE(top.out.find("demo"), std::string::npos);
+  auto scan = test::run_mitmwatch({"scan", "--help"});
+  EXPECT_EQ(scan.exit_code, 0);
+  for (const char* s : {"Examples:", "--sni", "--control", "--resume", "--shard", "--select-trusted", "Exit codes"})
+    EXPECT_NE(scan.out.find(s), std::string::npos) << s;
+  auto version = test::run_mitmwatch({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.out.find("mitmwatch 0."), std::string::npos);
+}
+
+TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
+  auto out = dir_.file("never.jsonl");
+  test::write_file(dir_.file("bad-targets.txt"), "192.0.2.1\n192.0.2.300\n");
+  test::write_file(dir_.file("bad-ca.pem"), "not a certificate\n");
+  test::write_file(dir_.file("bad-blocklist.conf"), "10.0.0.0/40\n");
+  struct Case {
+    std::vector<std::string> args;
+    std::string mentions;
+  } cases[] = {
+      {{"scan", "--no-such-flag"}, "--no-such-flag"},
+      {{"scan", "-o", out, "192.0.2.1:99999"}, "192.0.2.1:99999"},
+      {{"scan", "-o", out, "-i", dir_.file("bad-targets.txt")}, "bad-targets.txt:2"},
+      {{"scan", "-o", out, "-i", dir_.file("missing.txt")}, "missing.txt"},
+      {{"scan", "-o", out, "--allow-private", "--ca-file", dir_.file("bad-ca.pem"), "127.0.0.1:9"}, "bad-ca.pem"},
+      {{"scan", "-o", out, "--allow-private", "--blocklist", dir_.file("bad-blocklist.conf"), "127.0.0.1:9"},
+       "bad-blocklist.conf:1"},
+      {{"scan", "-o", out, "127.0.0.1"}, "--allow-private"},
+      {{"scan", "-o", out, "--allow-private", "--shard", "3/3", "127.0.0.1:9"}, "--shard"},
+      {{"scan", "-o", out, "--allow-private", "--sni", "bad name!", "127.0.0.1:9"}, "bad name!"},
+      {{"scan", "--allow-private", "--resume", "127.0.0.1:9"}, "--resume needs -o"},
+      {{"scan", "-o", out, "--allow-private", "--interceptors", dir_.file("bad-ca.pem"), "127.0.0.1:9"},
+       "bad-ca.pem"},
+      {{"demo", "--servers", "1"}, "--servers"},
+  };
+  for (const auto& c : cases) {
+    auto r = test::run_mitmwatch(c.args);
+    EXPECT_EQ(r.exit_code, 2) << c.args[1] << " " << r.err;
+    EXPECT_NE(r.err.find(c.mentions), std::string::npos) << "stderr should name '" << c.mentions << "': " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(out)) << c.mentions;
+  }
+}
+
+TEST_F(CliTest, RefusesToOverwriteResults) {
+  auto out = dir_.file("results.jsonl");
+  test::write_file(out, "{\"schema\":\"mitmwatch.scan/1\"}\n");
+  auto r = test::run_mitmwatch(scan_args({"-o", out, "127.0.0.1:9"}));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--resume"), std::string::npos);
+  EXPECT_EQ(test::read_file(out), "{\"schema\":\"mitmwatch.scan/1\"}\n");
+}
+
+TEST_F(CliTest, ScansFromStdinToJsonLinesWithASummary) {
+  auto eps = serve({world_->clean_site("a.example"), world_->intercepted_site("b.example"),
+                    world_->blocking_site("c.example", lab::SniAction::reset)});
+  auto r = test::run_mitmwatch(scan_args({"--sni", "facebook.com,google.com"}), lines_of(eps));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), 6u);
+  std::map<std::string, std::set<std::string>> verdicts;
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["schema"], "mitmwatch.scan/1");
+    verdicts[rec["target"]].insert(rec["verdict"].get<std::string>());
+    for (const auto& a : rec["attempts"]) {
+      EXPECT_TRUE(a.contains("chain"));
+      EXPECT_TRUE(a.contains("handshake_ms"));
+    }
+  }
+  EXPECT_EQ(verdicts[eps[0].to_string()], std::set<std::string>{"clean"});
+  EXPECT_EQ(verdicts[eps[1].to_string()], std::set<std::string>{"intercepted"});
+  EXPECT_EQ(verdicts[eps[2].to_string()], std::set<std::string>{"blocked"});
+  EXPECT_NE(r.err.find("intercepted: 1 of 3 targets (33.3 %)"), std::string::npos) << r.err;
+}
+
+TEST_F(CliTest, SelectTrustedWritesATargetListForTheNextScan) {
+  auto eps = serve({world_->clean_site("a.example"), world_->self_signed_site("b.example"),
+                    world_->intercepted_site("c.example")});
+  auto list = dir_.file("trusted.txt");
+  auto input = dir_.file("all.txt");
+  test::write_file(input, lines_of(eps) + "127.89.0.200:9\n");
+  auto r = test::run_mitmwatch(scan_args({"--select-trusted", "-i", input, "-o", list}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = test::read_lines(list);
+  EXPECT_EQ(std::set<std::string>(lines.begin(), lines.end()),
+            (std::set<std::string>{eps[0].to_string(), eps[2].to_string()}));
+  EXPECT_NE(r.err.find("2 of 4 targets"), std::string::npos) << r.err;
+  auto next = test::run_mitmwatch(scan_args({"-i", list, "--sni", "facebook.com"}));
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(parse_lines(next.out).size(), 2u);
+}
+
+TEST_F(CliTest, ShardsSplitTheTargetsExactlyOnce) {
+  std::vector<std::shared_ptr<lab::Site>> sites;
+  for (int i = 0; i < 12; ++i) sites.push_back(world_->clean_site("s" + std::to_string(i) + ".example"));
+  auto eps = serve(sites);
+  auto input = dir_.file("targets.txt");
+  test::write_file(input, lines_of(eps));
+  std::multiset<std::string> seen;
+  for (int i = 0; i < 3; ++i) {
+    auto r = test::run_mitmwatch(scan_args({"-i", input, "--sni", "facebook.com", "--shard",
+                                            std::to_string(i) + "/3"}));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (const auto& rec : parse_lines(r.out)) seen.insert(rec["target"].get<std::string>());
+  }
+  std::multiset<std::string> all;
+  for (const auto& e : eps) all.insert(e.to_string());
+  EXPECT_EQ(seen, all);
+}
+
+TEST_F(CliTest, AScanKilledMidwayResumesWithNothingLostOrDoubled) {
+  // Slow servers make the scan last a few seconds so it can be killed in the middle.
+  std::vector<std::shared_ptr<lab::Site>> sites;
+  for (int i = 0; i < 30; ++i) {
+    if (i % 3 == 0) {
+      sites.push_back(world_->blocking_site("slow" + std::to_string(i) + ".example", lab::SniAction::silent));
+    } else {
+      sites.push_back(world_->clean_site("fast" + std::to_string(i) + ".example"));
+    }
+  }
+  auto eps = serve(sites, 1);
+  auto input = dir_.file("targets.txt");
+  test::write_file(input, lines_of(eps));
+  auto out = dir_.file("scan.jsonl");
+  auto args = scan_args({"-i", input, "-o", out, "--sni", "facebook.com,google.com", "--concurrency", "3",
+                         "--retries", "1", "--handshake-timeout", "0.4"});
+  int pid = test::spawn_mitmwatch(args, dir_.file("first.log"));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (test::read_lines(out).size() < 10 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto before = test::read_lines(out).size();
+  ASSERT_GE(before, 10u) << test::read_file(dir_.file("first.log"));
+  ASSERT_LT(before, 60u) << "the scan finished before it could be killed";
+  // As if the kill had landed in the middle of a write.
+  {
+    std::ofstream torn(out, std::ios::app);
+    torn << "{\"schema\":\"mitmwatch.scan/1\",\"target\":\"" << eps[0].to_string() << "\",\"sni\":\"facebo";
+  }
+
+  auto r = test::run_mitmwatch(
+      [&] {
+        auto a = args;
+        a.push_back("--resume");
+        return a;
+      }(),
+      "", std::chrono::seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto lines = test::read_lines(out);
+  ASSERT_EQ(lines.size(), 60u);
+  std::set<std::pair<std::string, std::string>> keys;
+  for (const auto& line : lines) {
+    auto rec = nlohmann::json::parse(line);  // every line is whole JSON
+    keys.insert({rec["target"].get<std::string>(), rec["sni"].get<std::string>()});
+  }
+  EXPECT_EQ(keys.size(), 60u);
+  EXPECT_NE(r.err.find("intercepted: 0 of 30 targets"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("blocked"), std::string::npos);
+}

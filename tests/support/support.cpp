@@ -1,0 +1,142 @@
+#include "support/support.hpp"
+
+#include "certs/x509.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace mw::test {
+
+TempDir::TempDir() {
+  std::random_device rd;
+  path_ = std::filesystem::temp_directory_path() / ("mwtest-" + std::to_string(getpid()) + "-" + std::to_string(rd()));
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+void write_file(const std::string& path, const std::string& content) {
+  std::ofstream out(path, std::ios::binary);
+  out << content;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::vector<std::string> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(line);
+  return lines;
+}
+
+void write_pem(const std::string& path, const std::vector<X509*>& certs) {
+  std::string pem;
+  for (X509* c : certs) pem += certs::to_pem(c);
+  write_file(path, pem);
+}
+
+namespace {
+
+std::vector<char*> argv_of(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(MW_BINARY));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  return argv;
+}
+
+}  // namespace
+
+RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string& input, std::chrono::seconds limit) {
+  TempDir dir;
+  std::string in_path = dir.file("stdin"), out_path = dir.file("stdout"), err_path = dir.file("stderr");
+  write_file(in_path, input);
+  auto argv = argv_of(args);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int in = open(in_path.c_str(), O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    execv(MW_BINARY, argv.data());
+    _exit(127);
+  }
+  RunResult r;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  for (;;) {
+    pid_t done = waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "test harness: killed after the time limit\n";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err += read_file(err_path);
+  return r;
+}
+
+int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path) {
+  auto argv = argv_of(args);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int devnull = open("/dev/null", O_RDWR);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(devnull, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    execv(MW_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+tls::Observation observed(const certs::ServedChain& chain, const std::string& sni, const tls::TrustStore& trust,
+                          const certs::InterceptorRegistry* registry) {
+  tls::Observation obs;
+  obs.sni = sni;
+  obs.tls_version = "TLSv1.3";
+  obs.chain.push_back(certs::to_der(chain.leaf.get()));
+  for (const auto& c : chain.intermediates) obs.chain.push_back(certs::to_der(c.get()));
+  if (registry) {
+    tls::assess(obs, trust, *registry);
+  } else {
+    tls::assess(obs, trust, certs::InterceptorRegistry::builtin());
+  }
+  return obs;
+}
+
+tls::Observation failed(tls::ProbeError error, const std::string& sni, int alert) {
+  tls::Observation obs;
+  obs.sni = sni;
+  obs.error = error;
+  obs.alert = alert;
+  return obs;
+}
+
+}  // namespace mw::test

@@ -1,0 +1,53 @@
+// Helpers shared by the tests: temporary directories, PEM files, running the
+// mitmwatch binary as a subprocess, and observations built from real chains.
+#pragma once
+
+#include "certs/issue.hpp"
+#include "tls/observation.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace mw::test {
+
+// A fresh directory, removed with everything in it when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::filesystem::path path() const { return path_; }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+std::vector<std::string> read_lines(const std::string& path);
+void write_pem(const std::string& path, const std::vector<X509*>& certs);
+
+struct RunResult {
+  int exit_code = -1;  // -signal when killed
+  std::string out;
+  std::string err;
+};
+
+// Runs build/mitmwatch with args (stdin from `input`), bounded by `limit`.
+RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string& input = "",
+                        std::chrono::seconds limit = std::chrono::seconds(60));
+
+// Starts build/mitmwatch in the background with stdout/stderr to files; returns its pid.
+int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path);
+
+// An observation of a finished handshake that presented `chain`, assessed
+// against `trust` (and the built-in registry unless one is given).
+tls::Observation observed(const certs::ServedChain& chain, const std::string& sni, const tls::TrustStore& trust,
+                          const certs::InterceptorRegistry* registry = nullptr);
+tls::Observation failed(tls::ProbeError error, const std::string& sni, int alert = -1);
+
+}  // namespace mw::test
