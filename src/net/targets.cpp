@@ -36,7 +36,8 @@ tl::expected<IpAddress, std::string> resolve(std::string_view host, std::string_
 
 }  // namespace
 
-tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16_t default_port) {
+tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16_t default_port,
+                                                   bool resolve_names) {
   text = trim(text);
   if (text.empty()) return tl::unexpected(std::string("empty target"));
   std::string_view host = text;
@@ -64,6 +65,7 @@ tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16
     if (host.find('/') != std::string_view::npos || host.find(':') != std::string_view::npos ||
         host.find_first_not_of("0123456789.") == std::string_view::npos)
       return tl::unexpected("'" + std::string(text) + "': " + prefix.error());
+    if (!resolve_names) return tl::unexpected("'" + std::string(text) + "': host names are not accepted here");
     auto addr = resolve(host, text);
     if (!addr) return tl::unexpected(addr.error());
     prefix = Prefix{*addr, addr->bits()};
@@ -74,14 +76,14 @@ tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16
 }
 
 tl::expected<std::vector<TargetSpec>, std::string> read_targets(std::istream& in, const std::string& source,
-                                                                 uint16_t default_port) {
+                                                                 uint16_t default_port, bool resolve_names) {
   std::vector<TargetSpec> out;
   std::string line;
   for (size_t n = 1; std::getline(in, line); ++n) {
     std::string_view view = line;
     view = trim(view.substr(0, view.find('#')));
     if (view.empty()) continue;
-    auto spec = parse_target(view, default_port);
+    auto spec = parse_target(view, default_port, resolve_names);
     if (!spec) return tl::unexpected(source + ":" + std::to_string(n) + ": " + spec.error());
     out.push_back(*spec);
   }

@@ -20,13 +20,15 @@ struct TargetSpec {
 };
 
 // One target: "1.2.3.4", "1.2.3.4:8443", "[::1]:443", "::1", "10.0.0.0/24",
-// "10.0.0.0/24:8443", "[2001:db8::/120]:443", "localhost:443" (resolved now).
-tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16_t default_port);
+// "10.0.0.0/24:8443", "[2001:db8::/120]:443", "localhost:443" (resolved now,
+// unless `resolve_names` is false: then a name is an error).
+tl::expected<TargetSpec, std::string> parse_target(std::string_view text, uint16_t default_port,
+                                                   bool resolve_names = true);
 
 // Reads one target a line; '#' starts a comment; blank lines are skipped.
 // Errors name the source and line.
 tl::expected<std::vector<TargetSpec>, std::string> read_targets(std::istream& in, const std::string& source,
-                                                                 uint16_t default_port);
+                                                                 uint16_t default_port, bool resolve_names = true);
 
 // zmap's blocklist format: one prefix or address a line, '#' comments.
 tl::expected<std::vector<Prefix>, std::string> read_blocklist(std::istream& in, const std::string& source);

@@ -7,15 +7,45 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
+// Certificate names are whatever bytes the server sent; JSON needs UTF-8.
+// Invalid sequences become U+FFFD so a hostile name cannot break a record.
+std::string utf8_safe(const std::string& in) {
+  std::string out;
+  out.reserve(in.size());
+  size_t i = 0;
+  while (i < in.size()) {
+    auto c = static_cast<unsigned char>(in[i]);
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+    bool ok = len > 0 && i + len <= in.size();
+    for (size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(in[i + k]) & 0xc0) == 0x80;
+    if (ok && len > 1) {  // reject overlong forms, surrogates and values past U+10FFFF
+      uint32_t cp = c & (0x7f >> len);
+      for (size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(in[i + k]) & 0x3f);
+      static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+      ok = cp >= kMin[len] && cp <= 0x10ffff && !(cp >= 0xd800 && cp <= 0xdfff);
+    }
+    if (ok) {
+      out.append(in, i, len);
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
 Json leaf_summary(const tls::Der& der) {
   auto cert = certs::from_der(der);
   if (!cert) return nullptr;
   X509* c = cert->get();
-  return {{"subject", certs::subject_text(c)},
-          {"issuer", certs::issuer_text(c)},
+  Json names = Json::array();
+  for (const auto& n : certs::dns_names(c)) names.push_back(utf8_safe(n));
+  return {{"subject", utf8_safe(certs::subject_text(c))},
+          {"issuer", utf8_safe(certs::issuer_text(c))},
           {"sha256", certs::sha256_hex(der)},
           {"spki_sha256", certs::spki_sha256(c)},
-          {"dns_names", certs::dns_names(c)}};
+          {"dns_names", std::move(names)}};
 }
 
 Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
@@ -29,7 +59,7 @@ nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& r
       {"started_ms", obs.started_unix_ms},
       {"ok", obs.ok()},
       {"error", null_if_empty(tls::error_name(obs))},
-      {"error_detail", null_if_empty(obs.error_detail)},
+      {"error_detail", null_if_empty(utf8_safe(obs.error_detail))},
       {"connect_ms", obs.connect_ms},
       {"handshake_ms", obs.handshake_ms},
       {"tls_version", null_if_empty(obs.tls_version)},
@@ -50,7 +80,7 @@ nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& r
     j["name_match"] = nullptr;
   }
   if (obs.interceptor)
-    j["interceptor"] = {{"name", obs.interceptor->name},
+    j["interceptor"] = {{"name", utf8_safe(obs.interceptor->name)},
                         {"how", obs.interceptor->how},
                         {"chain_index", obs.interceptor->chain_index},
                         {"root_sha256", obs.interceptor->root_sha256}};
@@ -60,12 +90,14 @@ nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& r
 }
 
 nlohmann::ordered_json to_json(const ScanRecord& r) {
+  Json reasons = Json::array();
+  for (const auto& why : r.result.reasons) reasons.push_back(utf8_safe(why));
   Json attempts = Json::array();
   Json interceptor = nullptr;
   for (const auto& a : r.attempts) {
     attempts.push_back(to_json(a.observation, a.role));
     if (a.role == "test" && a.observation.interceptor && interceptor.is_null())
-      interceptor = a.observation.interceptor->name;
+      interceptor = utf8_safe(a.observation.interceptor->name);
   }
   return {{"schema", kScanSchema},
           {"target", r.target.to_string()},
@@ -74,7 +106,7 @@ nlohmann::ordered_json to_json(const ScanRecord& r) {
           {"sni", null_if_empty(r.sni)},
           {"control_sni", null_if_empty(r.control_sni)},
           {"verdict", verdict::to_string(r.result.verdict)},
-          {"reasons", r.result.reasons},
+          {"reasons", reasons},
           {"interceptor", interceptor},
           {"intercepted_attempts", r.intercepted_attempts},
           {"attempts", std::move(attempts)}};
