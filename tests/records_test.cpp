@@ -75,6 +75,7 @@ TEST(Records, HostileCertificateTextStaysValidUtf8) {
   X509_sign(cert.get(), key.get(), EVP_sha256());
   tls::Observation obs;
   obs.chain.push_back(certs::to_der(cert.get()));
+  tls::parsed_chain(obs);
   std::string dumped;
   ASSERT_NO_THROW(dumped = records::to_json(obs, "test").dump());
   EXPECT_NE(dumped.find("x\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDy"), std::string::npos) << dumped;

@@ -143,3 +143,23 @@ TEST_F(VerdictTest, SettleKeepsOneForgeryButForgivesOneError) {
   EXPECT_EQ(n, 0u);
   EXPECT_EQ(verdict::settle({&reset, &reset}, ctl).verdict, Verdict::blocked);
 }
+
+TEST_F(VerdictTest, VerifyCacheGivesTheSameAnswerAndCountsHits) {
+  tls::VerifyCache cache;
+  auto forged_chain = forged_copy(world_->interceptor_intermediate());
+  for (int round = 0; round < 2; ++round) {
+    for (const certs::ServedChain* chain : {real_.get(), static_cast<const certs::ServedChain*>(&forged_chain)}) {
+      std::vector<X509*> certs{chain->leaf.get()};
+      for (const auto& c : chain->intermediates) certs.push_back(c.get());
+      auto plain = trust_.verify(certs, "shop.example");
+      auto cached = trust_.verify(certs, "shop.example", &cache);
+      EXPECT_EQ(plain.trusted, cached.trusted);
+      EXPECT_EQ(plain.verify_error, cached.verify_error);
+      EXPECT_EQ(plain.name_match, cached.name_match);
+    }
+  }
+  EXPECT_EQ(cache.hits(), 2u);
+  // The name is checked on every call, not cached with the chain.
+  std::vector<X509*> certs{real_->leaf.get(), real_->intermediates[0].get()};
+  EXPECT_FALSE(*trust_.verify(certs, "other.example", &cache).name_match);
+}

@@ -76,6 +76,7 @@ class ScanRun {
   const ScanHooks& hooks_;
 
   net::Epoll epoll_;
+  tls::VerifyCache verify_cache_;
   std::unordered_map<uint64_t, TargetJob> jobs_;
   uint64_t next_job_ = 0;
   // Retries and rechecks go to the front so started targets finish first and
@@ -178,7 +179,7 @@ void ScanRun::finish_slot(size_t slot) {
   --stats_.in_flight;
   ++stats_.handshakes;
   if (obs.ok()) ++stats_.handshakes_ok;
-  tls::assess(obs, trust_, registry_);
+  tls::assess(obs, trust_, registry_, &verify_cache_);
   on_observation(f.request, std::move(obs));
 }
 

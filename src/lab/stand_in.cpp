@@ -25,13 +25,13 @@ std::shared_ptr<Site> StandInWorld::intercepted_site(const std::string& name) co
   forged->key = certs::make_rsa_key(2048, 3);
   forged->leaf = certs::forge_like(site->chain->leaf.get(), forged->key.get(), interceptor_ca_);
   forged->intermediates.push_back(tls::share(interceptor_ca_.cert.get()));
-  site->rules.push_back(SniRule{triggers(), false, SniAction::serve, forged, 0});
+  site->rules.push_back(SniRule{triggers(), false, SniAction::serve, forged, 0, nullptr});
   return site;
 }
 
 std::shared_ptr<Site> StandInWorld::blocking_site(const std::string& name, SniAction action) const {
   auto site = clean_site(name);
-  site->rules.push_back(SniRule{triggers(), false, action, nullptr, 112});
+  site->rules.push_back(SniRule{triggers(), false, action, nullptr, 112, nullptr});
   return site;
 }
 

@@ -35,10 +35,10 @@ std::string utf8_safe(const std::string& in) {
   return out;
 }
 
-Json leaf_summary(const tls::Der& der) {
-  auto cert = certs::from_der(der);
-  if (!cert) return nullptr;
-  X509* c = cert->get();
+Json leaf_summary(const tls::Observation& obs) {
+  X509* c = tls::leaf(obs);
+  if (!c) return nullptr;
+  const tls::Der& der = obs.chain.front();
   Json names = Json::array();
   for (const auto& n : certs::dns_names(c)) names.push_back(utf8_safe(n));
   return {{"subject", utf8_safe(certs::subject_text(c))},
@@ -69,7 +69,7 @@ nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& r
   Json chain = Json::array();
   for (const auto& der : obs.chain) chain.push_back(certs::base64(der));
   j["chain"] = std::move(chain);
-  j["leaf"] = obs.chain.empty() ? Json(nullptr) : leaf_summary(obs.chain.front());
+  j["leaf"] = obs.chain.empty() ? Json(nullptr) : leaf_summary(obs);
   if (obs.ok()) {
     j["trusted"] = obs.trust.trusted;
     j["verify_error"] = null_if_empty(obs.trust.verify_error);

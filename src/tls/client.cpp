@@ -175,7 +175,11 @@ void Handshake::capture_session() {
   if (alpn) obs_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   // On the client side this stack includes the leaf, in the order sent.
   if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_.get())) {
-    for (int i = 0; i < sk_X509_num(chain); ++i) obs_.chain.push_back(certs::to_der(sk_X509_value(chain, i)));
+    for (int i = 0; i < sk_X509_num(chain); ++i) {
+      X509* cert = sk_X509_value(chain, i);
+      obs_.chain.push_back(certs::to_der(cert));
+      obs_.parsed.push_back(X509Ref::share(cert));
+    }
   }
 }
 

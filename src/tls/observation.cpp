@@ -19,17 +19,25 @@ std::string error_name(const Observation& obs) {
   return "protocol-error";
 }
 
-void assess(Observation& obs, const TrustStore& trust, const certs::InterceptorRegistry& registry) {
-  if (!obs.ok() || obs.chain.empty()) return;
-  std::vector<X509Ptr> owned;
-  std::vector<X509*> chain;
-  for (const auto& der : obs.chain) {
-    auto cert = certs::from_der(der);
-    if (!cert) break;  // a chain OpenSSL accepted parses; stop at anything odd
-    chain.push_back(cert->get());
-    owned.push_back(std::move(*cert));
+const std::vector<X509Ref>& parsed_chain(Observation& obs) {
+  if (obs.parsed.empty()) {
+    for (const auto& der : obs.chain) {
+      auto cert = certs::from_der(der);
+      if (!cert) break;
+      obs.parsed.push_back(X509Ref::adopt(std::move(*cert)));
+    }
   }
-  obs.trust = trust.verify(chain, obs.sni);
+  return obs.parsed;
+}
+
+X509* leaf(const Observation& obs) { return obs.parsed.empty() ? nullptr : obs.parsed.front().get(); }
+
+void assess(Observation& obs, const TrustStore& trust, const certs::InterceptorRegistry& registry,
+            VerifyCache* cache) {
+  if (!obs.ok() || obs.chain.empty()) return;
+  std::vector<X509*> chain;
+  for (const auto& c : parsed_chain(obs)) chain.push_back(c.get());
+  obs.trust = trust.verify(chain, obs.sni, cache);
   obs.interceptor = registry.match(chain);
 }
 

@@ -33,6 +33,10 @@ struct Observation {
   std::string cipher;
   std::string alpn;
   std::vector<Der> chain;  // as sent, leaf first
+  // The same certificates parsed, when they parse (the handshake hands them
+  // over already parsed: d2i_X509 is costly in OpenSSL 3.0). Filled by the
+  // probe, or from `chain` by parsed_chain().
+  std::vector<X509Ref> parsed;
   double connect_ms = 0;
   double handshake_ms = 0;
   int64_t started_unix_ms = 0;
@@ -47,7 +51,14 @@ struct Observation {
 // "connect-refused", "tls-alert:112", ... ("" for none).
 std::string error_name(const Observation& obs);
 
+// The parsed certificates of the chain, parsing `chain` first if needed;
+// stops at the first that does not parse.
+const std::vector<X509Ref>& parsed_chain(Observation& obs);
+// The parsed leaf, or null. Never parses: call parsed_chain() first.
+X509* leaf(const Observation& obs);
+
 // Verifies the chain and checks it against the interceptor registry.
-void assess(Observation& obs, const TrustStore& trust, const certs::InterceptorRegistry& registry);
+void assess(Observation& obs, const TrustStore& trust, const certs::InterceptorRegistry& registry,
+            VerifyCache* cache = nullptr);
 
 }  // namespace mw::tls

@@ -47,4 +47,36 @@ inline EvpPkeyPtr share(EVP_PKEY* key) {
   return EvpPkeyPtr(key);
 }
 
+// A copyable, reference-counted X509 (OpenSSL's own count, via X509_up_ref).
+class X509Ref {
+ public:
+  X509Ref() = default;
+  static X509Ref share(X509* cert) {
+    X509Ref r;
+    if (cert) X509_up_ref(cert);
+    r.cert_ = cert;
+    return r;
+  }
+  static X509Ref adopt(X509Ptr cert) {
+    X509Ref r;
+    r.cert_ = cert.release();
+    return r;
+  }
+  X509Ref(const X509Ref& o) : cert_(o.cert_) {
+    if (cert_) X509_up_ref(cert_);
+  }
+  X509Ref(X509Ref&& o) noexcept : cert_(o.cert_) { o.cert_ = nullptr; }
+  X509Ref& operator=(X509Ref o) noexcept {
+    std::swap(cert_, o.cert_);
+    return *this;
+  }
+  ~X509Ref() {
+    if (cert_) X509_free(cert_);
+  }
+  X509* get() const { return cert_; }
+
+ private:
+  X509* cert_ = nullptr;
+};
+
 }  // namespace mw::tls

@@ -43,11 +43,49 @@ void TrustStore::add(X509* root) {
   ERR_clear_error();  // duplicates are harmless
 }
 
-TrustResult TrustStore::verify(const std::vector<X509*>& chain, std::string_view sni) const {
+const std::pair<bool, std::string>* VerifyCache::find(const std::string& key) const {
+  auto it = entries_.find(key);
+  if (it == entries_.end()) return nullptr;
+  ++hits_;
+  return &it->second;
+}
+
+void VerifyCache::put(std::string key, bool trusted, std::string error) {
+  if (entries_.size() >= capacity_) entries_.clear();  // crude, bounded, and rare
+  entries_.emplace(std::move(key), std::make_pair(trusted, std::move(error)));
+}
+
+namespace {
+
+std::string chain_key(const std::vector<X509*>& chain) {
+  // X509_digest uses the cached DER encoding of each parsed certificate.
+  std::string key;
+  for (X509* c : chain) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    X509_digest(c, EVP_sha256(), md, &len);
+    key.append(reinterpret_cast<const char*>(md), len);
+  }
+  return key;
+}
+
+}  // namespace
+
+TrustResult TrustStore::verify(const std::vector<X509*>& chain, std::string_view sni, VerifyCache* cache) const {
   TrustResult result;
   if (chain.empty()) {
     result.verify_error = "no certificate";
     return result;
+  }
+  if (!sni.empty()) result.name_match = X509_check_host(chain[0], sni.data(), sni.size(), 0, nullptr) == 1;
+  std::string key;
+  if (cache) {
+    key = chain_key(chain);
+    if (const auto* hit = cache->find(key)) {
+      result.trusted = hit->first;
+      result.verify_error = hit->second;
+      return result;
+    }
   }
   X509StackPtr untrusted(sk_X509_new_null());
   for (size_t i = 1; i < chain.size(); ++i) sk_X509_push(untrusted.get(), chain[i]);  // borrowed, not owned
@@ -58,9 +96,8 @@ TrustResult TrustStore::verify(const std::vector<X509*>& chain, std::string_view
   ctx.reset();
   // Release the borrowed pointers without freeing them.
   while (sk_X509_num(untrusted.get()) > 0) sk_X509_pop(untrusted.get());
-  if (!sni.empty())
-    result.name_match = X509_check_host(chain[0], sni.data(), sni.size(), 0, nullptr) == 1;
   ERR_clear_error();
+  if (cache) cache->put(std::move(key), result.trusted, result.verify_error);
   return result;
 }
 

@@ -14,11 +14,10 @@ struct LeafFacts {
   std::set<std::string> names;  // subject CN and DNS SANs, lower case
 };
 
-LeafFacts leaf_facts(const tls::Der& der) {
+LeafFacts leaf_facts(const tls::Observation& obs) {
   LeafFacts f;
-  auto cert = certs::from_der(der);
-  if (!cert) return f;
-  X509* c = cert->get();
+  X509* c = tls::leaf(obs);
+  if (!c) return f;
   f.spki = certs::spki_sha256(c);
   f.issuer = certs::issuer_text(c);
   for (auto n : certs::dns_names(c)) {
@@ -74,7 +73,7 @@ Comparison compare(const tls::Observation& test, const tls::Observation& control
     c.reasons.push_back("same leaf as control");
     return c;
   }
-  LeafFacts t = leaf_facts(test.chain.front()), k = leaf_facts(control.chain.front());
+  LeafFacts t = leaf_facts(test), k = leaf_facts(control);
   bool key_replaced = t.spki != k.spki;
   bool issuer_replaced = t.issuer != k.issuer;
   bool names_kept = !t.names.empty() && t.names == k.names;
