@@ -1,4 +1,5 @@
 // build/mitmwatch as a user runs it: flags, exit codes, files, kill -9.
+#include "certs/issue.hpp"
 #include "lab/stand_in.hpp"
 #include "support/support.hpp"
 
@@ -105,6 +106,8 @@ TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
       {{"scan", "-o", out, "--allow-private", "--interceptors", dir_.file("bad-ca.pem"), "127.0.0.1:9"},
        "bad-ca.pem"},
       {{"demo", "--servers", "1"}, "--servers"},
+      {{"scan", "-o", out, "--allow-private", "--source-ip", "192.0.2.77", "127.0.0.1:9"}, "192.0.2.77"},
+      {{"scan", "-o", out, "--allow-private", "--ca-dir", dir_.file("no-such-dir"), "127.0.0.1:9"}, "no-such-dir"},
   };
   for (const auto& c : cases) {
     auto r = test::run_mitmwatch(c.args);
@@ -230,4 +233,43 @@ TEST_F(CliTest, AScanKilledMidwayResumesWithNothingLostOrDoubled) {
   EXPECT_EQ(keys.size(), 60u);
   EXPECT_NE(r.err.find("intercepted: 0 of 30 targets"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("blocked"), std::string::npos);
+}
+
+TEST_F(CliTest, CaDirAndSourceAddressAreUsed) {
+  auto eps = serve({world_->clean_site("a.example")}, 2);
+  auto ca_dir = dir_.file("cadir");
+  std::filesystem::create_directories(ca_dir);
+  test::write_pem(ca_dir + "/lab-root.pem", {world_->public_root().cert.get()});
+  test::write_file(ca_dir + "/README", "not a certificate, skipped\n");
+  auto r = test::run_mitmwatch({"scan", "--allow-private", "--quiet", "--ca-dir", ca_dir, "--source-ip", "127.0.0.5",
+                                "--sni", "facebook.com", eps[0].to_string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = parse_lines(r.out);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["attempts"][0]["trusted"], true);
+  // Without the lab root in the store the same chain is untrusted.
+  auto other = dir_.file("other.pem");
+  test::write_pem(other, {certs::make_root({{"CN", "Unrelated Root"}}).cert.get()});
+  r = test::run_mitmwatch({"scan", "--allow-private", "--quiet", "--ca-file", other, "--sni", "facebook.com",
+                           eps[0].to_string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(parse_lines(r.out)[0]["attempts"][0]["trusted"], false);
+}
+
+TEST_F(CliTest, ProgressBarOnATerminalOnly) {
+  std::vector<std::shared_ptr<lab::Site>> sites;
+  for (int i = 0; i < 4; ++i) sites.push_back(world_->clean_site("p" + std::to_string(i) + ".example"));
+  auto eps = serve(sites, 3);
+  auto input = dir_.file("targets.txt");
+  test::write_file(input, lines_of(eps));
+  std::vector<std::string> args{"scan", "--allow-private", "--ca-file", ca_file(), "-i", input, "--rate", "8",
+                                "-o", dir_.file("p.jsonl")};
+  auto on_tty = test::run_on_terminal(args);
+  EXPECT_NE(on_tty.find("4/4 targets"), std::string::npos) << on_tty;
+  EXPECT_NE(on_tty.find("ETA"), std::string::npos) << on_tty;
+  args.push_back("--quiet");
+  args[args.size() - 2] = dir_.file("q.jsonl");
+  EXPECT_EQ(test::run_on_terminal(args).find("ETA"), std::string::npos);
+  auto piped = test::run_mitmwatch({"scan", "--allow-private", "--ca-file", ca_file(), "-i", input});
+  EXPECT_EQ(piped.err.find("ETA"), std::string::npos) << piped.err;
 }

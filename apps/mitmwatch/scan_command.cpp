@@ -10,7 +10,9 @@
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <random>
@@ -154,6 +156,12 @@ int run_scan(const ScanFlags& f) {
   if (!f.source_ip.empty()) {
     auto ip = net::IpAddress::parse(f.source_ip);
     if (!ip) throw UsageError("--source-ip: " + ip.error());
+    // Fail now, not once per handshake, when the address is not ours.
+    net::Fd probe(::socket(ip->family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_storage ss;
+    socklen_t len = net::Endpoint{*ip, 0}.to_sockaddr(ss);
+    if (!probe || ::bind(probe.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
+      throw UsageError("--source-ip " + f.source_ip + ": cannot send from it: " + std::strerror(errno));
     options.source_ip = *ip;
   }
 

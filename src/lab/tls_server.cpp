@@ -315,8 +315,10 @@ tl::expected<std::unique_ptr<TlsServer>, std::string> TlsServer::start(std::vect
       if (!fd) return tl::unexpected(std::string("socket: ") + std::strerror(errno));
       int one = 1;
       ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      // Each worker has its own socket on the same port; the kernel spreads connections.
-      ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+      // Several workers: each its own socket on the same port, and the kernel
+      // spreads connections. Only then: with port 0, SO_REUSEPORT would let
+      // the kernel give another process's port to this socket.
+      if (per_worker.size() > 1) ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
       if (bound.ip.family == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
       sockaddr_storage ss;
       socklen_t len = bound.to_sockaddr(ss);

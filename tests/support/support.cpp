@@ -2,7 +2,9 @@
 
 #include "certs/x509.hpp"
 
+#include <cerrno>
 #include <fcntl.h>
+#include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,6 +101,42 @@ RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string&
   r.out = read_file(out_path);
   r.err += read_file(err_path);
   return r;
+}
+
+std::string run_on_terminal(const std::vector<std::string>& args, std::chrono::seconds limit) {
+  int master = -1;
+  auto argv = argv_of(args);
+  pid_t pid = forkpty(&master, nullptr, nullptr, nullptr);
+  if (pid == 0) {
+    execv(MW_BINARY, argv.data());
+    _exit(127);
+  }
+  std::string screen;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  fcntl(master, F_SETFL, O_NONBLOCK);
+  for (;;) {
+    char buf[4096];
+    ssize_t n = read(master, buf, sizeof buf);
+    if (n > 0) {
+      screen.append(buf, static_cast<size_t>(n));
+      continue;
+    }
+    int status = 0;
+    if (n < 0 && errno == EAGAIN) {
+      if (waitpid(pid, &status, WNOHANG) == pid) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    waitpid(pid, &status, 0);  // EIO: the child closed the terminal
+    break;
+  }
+  close(master);
+  return screen;
 }
 
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path) {

@@ -41,6 +41,10 @@ struct RunResult {
 RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string& input = "",
                         std::chrono::seconds limit = std::chrono::seconds(60));
 
+// Runs build/mitmwatch with stderr (and stdout) on a pseudo-terminal; returns what it drew.
+std::string run_on_terminal(const std::vector<std::string>& args,
+                            std::chrono::seconds limit = std::chrono::seconds(60));
+
 // Starts build/mitmwatch in the background with stdout/stderr to files; returns its pid.
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path);
 
