@@ -244,3 +244,15 @@ TEST_F(ScanTest, RateCapSpacesHandshakes) {
   EXPECT_EQ(last_stats_.handshakes, 10u);
   EXPECT_GE(secs, 0.4);
 }
+
+TEST_F(ScanTest, Ipv6Targets) {
+  std::vector<lab::Listener> listeners{{{*net::IpAddress::parse("::1"), 0}, world_->intercepted_site("v6.example")}};
+  auto s = lab::TlsServer::start(std::move(listeners), {});
+  if (!s) GTEST_SKIP() << "no IPv6 loopback here: " << s.error();
+  server_ = std::move(*s);
+  auto records = scan(server_->endpoints(), options());
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].target.ip.family, AF_INET6);
+  EXPECT_EQ(records[0].result.verdict, Verdict::intercepted);
+  EXPECT_EQ(records::to_json(records[0])["target"], "[::1]:" + std::to_string(server_->endpoints()[0].port));
+}
