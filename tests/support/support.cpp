@@ -65,24 +65,31 @@ std::vector<char*> argv_of(const std::vector<std::string>& args) {
   return argv;
 }
 
-}  // namespace
-
-RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string& input, std::chrono::seconds limit) {
-  TempDir dir;
-  std::string in_path = dir.file("stdin"), out_path = dir.file("stdout"), err_path = dir.file("stderr");
-  write_file(in_path, input);
+// Forks build/mitmwatch with stdin, stdout and stderr from these paths.
+pid_t spawn_with(const std::vector<std::string>& args, const std::string& in_path, const std::string& out_path,
+                 const std::string& err_path) {
   auto argv = argv_of(args);
   pid_t pid = fork();
   if (pid == 0) {
     int in = open(in_path.c_str(), O_RDONLY);
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = err_path == out_path ? out : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(in, 0);
     dup2(out, 1);
     dup2(err, 2);
     execv(MW_BINARY, argv.data());
     _exit(127);
   }
+  return pid;
+}
+
+}  // namespace
+
+RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string& input, std::chrono::seconds limit) {
+  TempDir dir;
+  std::string in_path = dir.file("stdin"), out_path = dir.file("stdout"), err_path = dir.file("stderr");
+  write_file(in_path, input);
+  pid_t pid = spawn_with(args, in_path, out_path, err_path);
   RunResult r;
   auto deadline = std::chrono::steady_clock::now() + limit;
   int status = 0;
@@ -140,18 +147,7 @@ std::string run_on_terminal(const std::vector<std::string>& args, std::chrono::s
 }
 
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path) {
-  auto argv = argv_of(args);
-  pid_t pid = fork();
-  if (pid == 0) {
-    int devnull = open("/dev/null", O_RDWR);
-    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(devnull, 0);
-    dup2(out, 1);
-    dup2(out, 2);
-    execv(MW_BINARY, argv.data());
-    _exit(127);
-  }
-  return pid;
+  return spawn_with(args, "/dev/null", out_path, out_path);
 }
 
 tls::Observation observed(const certs::ServedChain& chain, const std::string& sni, const tls::TrustStore& trust,
