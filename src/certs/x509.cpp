@@ -106,6 +106,22 @@ std::string to_pem(X509* cert) {
   return std::string(data, static_cast<size_t>(len));
 }
 
+std::string key_to_pem(EVP_PKEY* key) {
+  tls::BioPtr bio(BIO_new(BIO_s_mem()));
+  PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+tl::expected<tls::EvpPkeyPtr, std::string> read_key_pem_file(const std::string& path) {
+  tls::BioPtr bio(BIO_new_file(path.c_str(), "r"));
+  if (!bio) return tl::unexpected(path + ": cannot open file");
+  tls::EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  if (!key) return tl::unexpected(path + ": not a PEM private key");
+  return key;
+}
+
 std::string base64(const Der& bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3), '\0');
   int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()), bytes.data(), static_cast<int>(bytes.size()));

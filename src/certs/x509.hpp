@@ -34,6 +34,9 @@ tl::expected<std::vector<tls::X509Ptr>, std::string> read_pem_file(const std::st
 tl::expected<std::vector<tls::X509Ptr>, std::string> parse_pem(std::string_view pem);
 std::string to_pem(X509* cert);
 
+std::string key_to_pem(EVP_PKEY* key);  // unencrypted PKCS#8
+tl::expected<tls::EvpPkeyPtr, std::string> read_key_pem_file(const std::string& path);
+
 std::string base64(const Der& bytes);
 tl::expected<Der, std::string> unbase64(std::string_view text);
 

@@ -54,6 +54,7 @@ struct Conn {
   net::Fd fd;
   tls::SslPtr ssl;
   const Site* site = nullptr;
+  std::shared_ptr<const Site> owned_site;  // keeps a site from site_for alive
   enum class State { handshaking, established, drip, stall } state = State::handshaking;
   SniAction hello_action = SniAction::serve;  // set by the ClientHello callback
   Clock::time_point last_activity = Clock::now();
@@ -62,7 +63,12 @@ struct Conn {
 
 class TlsServer::Worker {
  public:
-  Worker(std::vector<std::pair<net::Fd, std::shared_ptr<const Site>>> listeners, Options options,
+  struct Bound {
+    net::Fd fd;
+    std::shared_ptr<const Site> site;
+    std::function<std::shared_ptr<const Site>(const net::Endpoint&)> site_for;
+  };
+  Worker(std::vector<Bound> listeners, Options options,
          std::atomic<uint64_t>& completed)
       : listeners_(std::move(listeners)), options_(options), completed_(completed) {}
 
@@ -96,7 +102,7 @@ class TlsServer::Worker {
     wake_.reset(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     if (!wake_ || !epoll_.valid()) return tl::unexpected(std::string("epoll/eventfd: ") + std::strerror(errno));
     epoll_.add(wake_.get(), EPOLLIN, kWakeTag);
-    for (size_t i = 0; i < listeners_.size(); ++i) epoll_.add(listeners_[i].first.get(), EPOLLIN, kListenTag | i);
+    for (size_t i = 0; i < listeners_.size(); ++i) epoll_.add(listeners_[i].fd.get(), EPOLLIN, kListenTag | i);
     thread_ = std::thread([this] { loop(); });
     return {};
   }
@@ -156,11 +162,20 @@ class TlsServer::Worker {
 
   void accept_from(size_t index) {
     for (int burst = 0; burst < 64; ++burst) {
-      int fd = ::accept4(listeners_[index].first.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd = ::accept4(listeners_[index].fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;
       auto conn = std::make_unique<Conn>();
       conn->fd.reset(fd);
-      conn->site = listeners_[index].second.get();
+      if (listeners_[index].site_for) {
+        sockaddr_storage ss;
+        socklen_t len = sizeof ss;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+        conn->owned_site = listeners_[index].site_for(net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss)));
+        conn->site = conn->owned_site.get();
+      } else {
+        conn->site = listeners_[index].site.get();
+      }
+      if (!conn->site) continue;  // no server at this address: close
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       switch (conn->site->misbehaviour) {
@@ -292,7 +307,7 @@ class TlsServer::Worker {
     conns_.clear();
   }
 
-  std::vector<std::pair<net::Fd, std::shared_ptr<const Site>>> listeners_;
+  std::vector<Bound> listeners_;
   Options options_;
   std::atomic<uint64_t>& completed_;
   tls::SslCtxPtr ctx_;
@@ -306,7 +321,7 @@ class TlsServer::Worker {
 tl::expected<std::unique_ptr<TlsServer>, std::string> TlsServer::start(std::vector<Listener> listeners,
                                                                        Options options) {
   std::unique_ptr<TlsServer> server(new TlsServer());
-  std::vector<std::vector<std::pair<net::Fd, std::shared_ptr<const Site>>>> per_worker(
+  std::vector<std::vector<Worker::Bound>> per_worker(
       static_cast<size_t>(std::max(1, options.workers)));
   for (auto& l : listeners) {
     net::Endpoint bound = l.bind;
@@ -330,7 +345,7 @@ tl::expected<std::unique_ptr<TlsServer>, std::string> TlsServer::start(std::vect
         ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&ss), &len);
         bound = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
       }
-      worker_listeners.emplace_back(std::move(fd), l.site);
+      worker_listeners.push_back({std::move(fd), l.site, l.site_for});
     }
     server->endpoints_.push_back(bound);
   }

@@ -11,6 +11,7 @@
 #include <tl/expected.hpp>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -53,6 +54,9 @@ struct Site {
 struct Listener {
   net::Endpoint bind;  // port 0: any free port
   std::shared_ptr<const Site> site;
+  // When bound to a wildcard address, picks the site by the address the
+  // client connected to; no site: the connection is closed.
+  std::function<std::shared_ptr<const Site>(const net::Endpoint& local)> site_for;
 };
 
 class TlsServer {

@@ -1,0 +1,146 @@
+// `mitmwatch lab`: flags and wiring; the lab itself is src/lab/.
+#include "cli/progress.hpp"
+#include "commands.hpp"
+#include "lab/lab.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <unistd.h>
+
+namespace mw::app {
+namespace {
+
+struct LabFlags {
+  std::string config;
+  std::string name = "lab";
+  bool json = false;
+  std::string vantage;
+  std::vector<std::string> command;
+  std::string prefix;
+};
+
+void require_root() {
+  if (geteuid() != 0) throw std::runtime_error("the lab needs root: it makes network namespaces");
+}
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+int lab_up_cmd(const LabFlags& f) {
+  auto config = f.config.empty() ? tl::expected<lab::LabConfig, std::string>(lab::default_lab_config())
+                                 : lab::load_lab_config(f.config);
+  if (!config) throw UsageError(config.error());
+  require_root();
+  auto t0 = std::chrono::steady_clock::now();
+  lab::UpOptions options{self_exe(), [](const std::string& s) { fmt::print(stderr, "lab up: {}\n", s); }};
+  if (auto ok = lab::lab_up(*config, options); !ok) throw std::runtime_error(ok.error());
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  fmt::print(stderr, "lab up: '{}' ready in {:.1f} s; `mitmwatch lab status --name {}` shows it\n", config->name,
+             secs, config->name);
+  return cli::kExitOk;
+}
+
+int lab_status_cmd(const LabFlags& f) {
+  auto status = lab::lab_status(f.name);
+  if (!status) throw std::runtime_error(status.error());
+  if (f.json) {
+    fmt::print("{}\n", status->dump(2));
+    return cli::kExitOk;
+  }
+  const auto& s = *status;
+  fmt::print("lab '{}'  (state in {}, trust store {})\n", f.name, s["state_dir"].get<std::string>(),
+             s["trust_store"].get<std::string>());
+  fmt::print("routers: {}\n", fmt::join(s["routers"].get<std::vector<std::string>>(), " - "));
+  if (s["device"].is_null()) fmt::print("device: none\n");
+  else fmt::print("device: {} between r{} and r{}\n", s["device"]["namespace"].get<std::string>(),
+                  s["device"]["between_routers"][0].get<int>(), s["device"]["between_routers"][1].get<int>());
+  for (const auto& v : s["vantages"])
+    fmt::print("vantage {:<8} {} at r{}  ({})\n", v["name"].get<std::string>(), v["address"].get<std::string>(),
+               v["attach"].get<int>(), v["namespace"].get<std::string>());
+  for (const auto& p : s["prefixes"]) {
+    std::vector<std::string> behind;
+    for (const auto& [vantage, yes] : p["behind_device_from"].items())
+      if (yes.get<bool>()) behind.push_back(vantage);
+    size_t untrusted = 0;
+    for (const auto& a : p["servers"]) untrusted += a["trusted"].get<bool>() ? 0 : 1;
+    fmt::print("prefix  {:<8} {:<16} {:>4} servers ({} untrusted) at r{}; behind the device from: {}\n",
+               p["name"].get<std::string>(), p["cidr"].get<std::string>(), p["servers"].size(), untrusted,
+               p["attach"].get<int>(), behind.empty() ? "none" : fmt::format("{}", fmt::join(behind, ", ")));
+  }
+  if (s["namespaces_missing"].get<size_t>() > 0)
+    fmt::print("warning: {} namespaces of this lab are missing; run `mitmwatch lab up` again\n",
+               s["namespaces_missing"].get<size_t>());
+  return cli::kExitOk;
+}
+
+int lab_exec_cmd(const LabFlags& f) {
+  require_root();
+  auto plan = lab::running_plan(f.name);
+  if (!plan) throw std::runtime_error(plan.error());
+  auto it = plan->vantages.find(f.vantage);
+  if (it == plan->vantages.end()) throw UsageError("no vantage '" + f.vantage + "' in lab '" + f.name + "'");
+  std::vector<std::string> command = f.command;
+  if (!command.empty() && command.front() == "--") command.erase(command.begin());
+  if (command.empty()) throw UsageError("give a command after --");
+  setenv("MW_LAB_CA", (lab::state_dir(f.name) + "/public-root.pem").c_str(), 1);
+  std::vector<std::string> argv{"ip", "netns", "exec", it->second};
+  argv.insert(argv.end(), command.begin(), command.end());
+  std::vector<char*> c;
+  for (auto& a : argv) c.push_back(a.data());
+  c.push_back(nullptr);
+  execvp("ip", c.data());
+  throw std::runtime_error("cannot run ip: " + std::string(std::strerror(errno)));
+}
+
+}  // namespace
+
+Action add_lab_command(CLI::App& app) {
+  auto f = std::make_shared<LabFlags>();
+  app.require_subcommand(1);
+  app.footer(R"(An emulated network for testing interception end to end (root only): vantage
+namespaces, a chain of routers, server namespaces with hundreds of TLS servers,
+and an interception device on one link. Addresses are private ranges only;
+every namespace is named mw<name>-*.
+
+Examples:
+  mitmwatch lab up                       # the default lab (data/lab.toml)
+  mitmwatch lab status
+  mitmwatch lab exec outside -- mitmwatch scan --allow-private --ca-file /run/mitmwatch-lab/lab/public-root.pem 10.70.0.1
+  mitmwatch lab down)");
+  auto* up = app.add_subcommand("up", "Build the lab (removing a stale one of the same name first)");
+  up->add_option("--config", f->config, "Lab configuration (TOML; default: data/lab.toml, built in)");
+  auto* down = app.add_subcommand("down", "Remove the lab: namespaces, links, rules, processes, state");
+  auto* status = app.add_subcommand("status", "Topology, vantages, server addresses, device state");
+  status->add_flag("--json", f->json, "As JSON");
+  auto* exec = app.add_subcommand("exec", "Run a command inside a vantage: lab exec VANTAGE -- CMD...");
+  exec->add_option("vantage", f->vantage, "Vantage name (outside, inside)")->required();
+  exec->add_option("command", f->command, "The command, after --")->required();
+  exec->positionals_at_end();
+  auto* serve = app.add_subcommand("serve", "");  // internal: the server process of one server namespace
+  serve->group("");
+  serve->add_option("--prefix", f->prefix)->required();
+  for (auto* sub : {down, status, exec, serve}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
+  return [f, up, down, status, exec, serve] {
+    if (up->parsed()) return lab_up_cmd(*f);
+    if (down->parsed()) {
+      require_root();
+      lab::lab_down(f->name);
+      fmt::print(stderr, "lab down: '{}' removed\n", f->name);
+      return cli::kExitOk;
+    }
+    if (status->parsed()) return lab_status_cmd(*f);
+    if (exec->parsed()) return lab_exec_cmd(*f);
+    if (serve->parsed()) return lab::serve_prefix(f->name, f->prefix);
+    return cli::kExitUsage;
+  };
+}
+
+}  // namespace mw::app

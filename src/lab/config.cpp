@@ -1,0 +1,135 @@
+#include "lab/config.hpp"
+
+#include "lab/stand_in.hpp"
+
+#include <toml.hpp>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace mw {
+std::string_view embedded_lab_toml();  // generated from data/lab.toml
+}
+
+namespace mw::lab {
+namespace {
+
+// Private (RFC 1918) or documentation ranges only: the lab never uses a real address.
+bool allowed_lab_range(const net::Prefix& p) {
+  static const char* kAllowed[] = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "192.0.2.0/24",
+                                   "198.51.100.0/24", "203.0.113.0/24", "198.18.0.0/15", "100.64.0.0/10"};
+  for (const char* a : kAllowed) {
+    auto range = *net::Prefix::parse(a);
+    if (p.length >= range.length && range.contains(p.base)) return true;
+  }
+  return false;
+}
+
+// A key's value, or `fallback` when absent; a value of the wrong type throws
+// toml's error, which names the key and the line.
+template <typename T>
+T get_or(const toml::value& v, const char* key, T fallback) {
+  if (!v.is_table() || !v.contains(key)) return fallback;
+  return toml::find<T>(v, key);
+}
+
+}  // namespace
+
+std::string_view default_lab_toml() { return embedded_lab_toml(); }
+
+tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, const std::string& origin) {
+  LabConfig c;
+  std::string where;
+  try {
+    std::istringstream in{std::string(text)};
+    auto doc = toml::parse(in, origin);
+    c.name = get_or<std::string>(doc, "name", c.name);
+    c.routers = get_or<int>(doc, "routers", c.routers);
+    c.device_after = get_or<int>(doc, "device_after", c.device_after);
+    if (doc.contains("device")) {
+      const auto& d = toml::find(doc, "device");
+      c.device.enabled = get_or<bool>(d, "enabled", true);
+      std::string match = get_or<std::string>(d, "match", std::string("subdomains"));
+      if (match != "exact" && match != "subdomains")
+        return tl::unexpected(origin + ": device.match must be \"exact\" or \"subdomains\"");
+      c.device.match_subdomains = match == "subdomains";
+      c.device.fraction = get_or<double>(d, "fraction", 1.0);
+      c.device.triggers = get_or<std::vector<std::string>>(d, "triggers", std::vector<std::string>{});
+    }
+    if (doc.contains("forgery")) {
+      const auto& f = toml::find(doc, "forgery");
+      auto& g = c.forgery;
+      g.validity_shift_hours = get_or<int>(f, "validity_shift_hours", g.validity_shift_hours);
+      g.serial_low_bits_replaced = get_or<int>(f, "serial_low_bits_replaced", g.serial_low_bits_replaced);
+      g.rsa_bits = get_or<int>(f, "rsa_bits", g.rsa_bits);
+      g.rsa_exponent = get_or<unsigned long>(f, "rsa_exponent", g.rsa_exponent);
+      g.root_name = get_or<std::string>(f, "root_name", g.root_name);
+      g.intermediate_name = get_or<std::string>(f, "intermediate_name", g.intermediate_name);
+      g.country = get_or<std::string>(f, "country", g.country);
+    }
+    for (const auto& v : get_or<std::vector<toml::value>>(doc, "vantages", std::vector<toml::value>{}))
+      c.vantages.push_back({toml::find<std::string>(v, "name"), get_or<int>(v, "attach", 1)});
+    int i = 0;
+    for (const auto& p : get_or<std::vector<toml::value>>(doc, "prefixes", std::vector<toml::value>{})) {
+      where = "prefixes[" + std::to_string(i++) + "]";
+      PrefixConfig pc;
+      pc.name = toml::find<std::string>(p, "name");
+      auto cidr = net::Prefix::parse(toml::find<std::string>(p, "cidr"));
+      if (!cidr || cidr->base.family != AF_INET) return tl::unexpected(origin + ": " + where + ".cidr: needs an IPv4 prefix");
+      if (!allowed_lab_range(*cidr))
+        return tl::unexpected(origin + ": " + where + ".cidr " + cidr->to_string() +
+                              " is not a private or documentation range");
+      pc.cidr = *cidr;
+      pc.servers = get_or<int>(p, "servers", 0);
+      pc.untrusted = get_or<int>(p, "untrusted", 0);
+      pc.attach = get_or<int>(p, "attach", 1);
+      pc.via_device = get_or<bool>(p, "via_device", true);
+      if (pc.servers < 1 || static_cast<uint64_t>(pc.servers) + 2 > cidr->count() || pc.untrusted < 0 ||
+          pc.untrusted > pc.servers)
+        return tl::unexpected(origin + ": " + where + ": servers must be 1..(prefix size - 2), untrusted 0..servers");
+      c.prefixes.push_back(pc);
+    }
+  } catch (const std::exception& e) {
+    return tl::unexpected(origin + ": " + (where.empty() ? "" : where + ": ") + e.what());
+  }
+  if (!std::regex_match(c.name, std::regex("[a-z0-9]{1,6}")))
+    return tl::unexpected(origin + ": name must be 1-6 lower-case letters or digits");
+  if (c.routers < 2 || c.routers > 30) return tl::unexpected(origin + ": routers must be 2..30");
+  if (c.device_after < 0 || c.device_after >= c.routers)
+    return tl::unexpected(origin + ": device_after must be 0..routers-1");
+  if (c.device.fraction < 0 || c.device.fraction > 1) return tl::unexpected(origin + ": device.fraction must be 0..1");
+  c.source_toml = std::string(text);
+  if (c.device.triggers.empty()) c.device.triggers.assign(kKz2019Triggers.begin(), kKz2019Triggers.end());
+  if (c.vantages.empty() || c.prefixes.empty())
+    return tl::unexpected(origin + ": needs at least one [[vantages]] and one [[prefixes]]");
+  for (const auto& v : c.vantages) {
+    if (!std::regex_match(v.name, std::regex("[a-z0-9]{1,8}")))
+      return tl::unexpected(origin + ": vantage name '" + v.name + "' must be 1-8 lower-case letters or digits");
+    if (v.attach < 1 || v.attach > c.routers) return tl::unexpected(origin + ": vantage '" + v.name + "' attach out of range");
+  }
+  for (size_t a = 0; a < c.prefixes.size(); ++a) {
+    if (c.prefixes[a].attach < 1 || c.prefixes[a].attach > c.routers)
+      return tl::unexpected(origin + ": prefix '" + c.prefixes[a].name + "' attach out of range");
+    for (size_t b = 0; b < a; ++b)
+      if (c.prefixes[a].cidr.contains(c.prefixes[b].cidr.base) || c.prefixes[b].cidr.contains(c.prefixes[a].cidr.base))
+        return tl::unexpected(origin + ": prefixes '" + c.prefixes[b].name + "' and '" + c.prefixes[a].name + "' overlap");
+  }
+  return c;
+}
+
+tl::expected<LabConfig, std::string> load_lab_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return tl::unexpected(path + ": cannot open file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_lab_config(ss.str(), path);
+}
+
+LabConfig default_lab_config() {
+  auto c = parse_lab_config(default_lab_toml(), "data/lab.toml");
+  if (!c) std::abort();  // the shipped file is checked by the tests
+  return *c;
+}
+
+}  // namespace mw::lab

@@ -1,0 +1,255 @@
+#include "lab/lab.hpp"
+
+#include "certs/issue.hpp"
+#include "certs/x509.hpp"
+#include "lab/netns.hpp"
+#include "lab/tls_server.hpp"
+
+#include <fmt/format.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <unordered_map>
+
+namespace mw::lab {
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_text(const fs::path& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+certs::NameParts ca_name(const std::string& country, const std::string& cn) { return {{"C", country}, {"CN", cn}}; }
+
+// The lab's certificate authorities, written once by `lab up`: a public
+// hierarchy the vantages trust, and the interception hierarchy of the recipe.
+void make_authorities(const LabConfig& c, const fs::path& dir) {
+  auto pub_root = certs::make_root({{"C", "ZZ"}, {"O", "mitmwatch lab"}, {"CN", "Lab Public Root"}});
+  auto pub_ca = certs::make_intermediate(pub_root, {{"C", "ZZ"}, {"O", "mitmwatch lab"}, {"CN", "Lab Public CA"}});
+  // Root: RSA-4096, 30 years; intermediate: RSA-2048 e=65537, 3 years (the report's figures).
+  certs::CertSpec root_spec;
+  root_spec.subject = ca_name(c.forgery.country, c.forgery.root_name);
+  root_spec.is_ca = true;
+  root_spec.not_before_offset = std::chrono::seconds(-86400);
+  root_spec.not_after_offset = std::chrono::seconds(30LL * 365 * 86400);
+  auto root_key = certs::make_rsa_key(4096);
+  certs::Authority kz_root{certs::issue(root_spec, root_key.get(), nullptr), std::move(root_key)};
+  auto kz_ca = certs::make_intermediate(kz_root, ca_name(c.forgery.country, c.forgery.intermediate_name),
+                                        certs::make_rsa_key(2048));
+  for (auto& [stem, a] : std::vector<std::pair<std::string, const certs::Authority*>>{
+           {"public-root", &pub_root}, {"public-ca", &pub_ca}, {"kz-root", &kz_root}, {"kz-ca", &kz_ca}}) {
+    write_text(dir / (stem + ".pem"), certs::to_pem(a->cert.get()));
+    write_text(dir / (stem + ".key"), certs::key_to_pem(a->key.get()));
+    fs::permissions(dir / (stem + ".key"), fs::perms::owner_read | fs::perms::owner_write);
+  }
+}
+
+tl::expected<certs::Authority, std::string> load_authority(const fs::path& dir, const std::string& stem) {
+  auto cert = certs::read_pem_file((dir / (stem + ".pem")).string());
+  if (!cert) return tl::unexpected(cert.error());
+  auto key = certs::read_key_pem_file((dir / (stem + ".key")).string());
+  if (!key) return tl::unexpected(key.error());
+  return certs::Authority{std::move(cert->front()), std::move(*key)};
+}
+
+std::vector<Argv> build_commands(const LabPlan& p) {
+  std::vector<Argv> cmds;
+  for (const auto& ns : p.all_namespaces()) {
+    cmds.push_back({"ip", "-n", ns, "link", "set", "lo", "up"});
+    for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                            "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"})
+      cmds.push_back({"ip", "netns", "exec", ns, "sysctl", "-qw", key});
+  }
+  for (const auto& l : p.links) {
+    cmds.push_back({"ip", "link", "add", l.a.name, "netns", l.a.ns, "type", "veth", "peer", "name", l.b.name, "netns", l.b.ns});
+    for (const auto* i : {&l.a, &l.b}) {
+      cmds.push_back({"ip", "-n", i->ns, "addr", "add", i->address, "dev", i->name});
+      cmds.push_back({"ip", "-n", i->ns, "link", "set", i->name, "up"});
+    }
+  }
+  for (const auto& r : p.routes) {
+    if (r.destination.rfind("local ", 0) == 0)
+      cmds.push_back({"ip", "-n", r.ns, "route", "add", "local", r.destination.substr(6), "dev", "lo"});
+    else
+      cmds.push_back({"ip", "-n", r.ns, "route", "add", r.destination, "via", r.via});
+  }
+  if (!p.device.empty()) {
+    // Forwarding decrements the TTL; adding one back on arrival makes the
+    // device no hop at all: it never sends time-exceeded, as in the report.
+    cmds.push_back({"ip", "netns", "exec", p.device, "iptables-legacy", "-t", "mangle", "-A", "PREROUTING", "-j", "TTL",
+                    "--ttl-inc", "1"});
+  }
+  return cmds;
+}
+
+}  // namespace
+
+std::string state_dir(const std::string& lab_name) { return "/run/mitmwatch-lab/" + lab_name; }
+
+net::IpAddress server_address(const PrefixConfig& prefix, int i) { return prefix.cidr.at(static_cast<uint64_t>(i) + 1); }
+
+bool server_untrusted(const PrefixConfig& prefix, int i) { return i >= prefix.servers - prefix.untrusted; }
+
+void lab_down(const std::string& lab_name) {
+  std::string prefix = "mw" + lab_name + "-";
+  for (const auto& ns : list_namespaces())
+    if (ns.rfind(prefix, 0) == 0) delete_namespace(ns);
+  std::error_code ec;
+  fs::remove_all(state_dir(lab_name), ec);
+}
+
+tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions& options) {
+  auto log = [&](const std::string& s) {
+    if (options.log) options.log(s);
+  };
+  lab_down(config.name);  // a stale lab of the same name goes first
+  LabPlan plan = plan_lab(config);
+  fs::path dir = state_dir(config.name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return tl::unexpected(dir.string() + ": " + ec.message());
+  auto fail = [&](const std::string& why) -> tl::expected<void, std::string> {
+    lab_down(config.name);
+    return tl::unexpected(why);
+  };
+  write_text(dir / "config.toml", config.source_toml);
+  log("certificate authorities (public, and the interception root " + config.forgery.root_name + ")");
+  make_authorities(config, dir);
+  log(fmt::format("{} namespaces, {} links", plan.all_namespaces().size(), plan.links.size()));
+  for (const auto& ns : plan.all_namespaces())
+    if (auto ok = run({"ip", "netns", "add", ns}); !ok) return fail(ok.error());
+  for (const auto& cmd : build_commands(plan))
+    if (auto ok = run(cmd); !ok) return fail(ok.error());
+  int servers = 0;
+  for (const auto& s : plan.servers) {
+    auto pid = spawn_in(s.ns, {options.self_exe, "lab", "serve", "--name", config.name, "--prefix", s.prefix.name},
+                        (dir / ("serve-" + s.prefix.name + ".log")).string());
+    if (!pid) return fail(pid.error());
+    servers += s.prefix.servers;
+  }
+  for (const auto& s : plan.servers) {
+    auto ready = dir / ("serve-" + s.prefix.name + ".ready");
+    for (int i = 0; i < 300 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!fs::exists(ready))
+      return fail("server process of prefix '" + s.prefix.name + "' did not start: " +
+                  read_text(dir / ("serve-" + s.prefix.name + ".log")));
+  }
+  log(fmt::format("{} TLS servers in {} prefixes", servers, plan.servers.size()));
+  return {};
+}
+
+tl::expected<LabPlan, std::string> running_plan(const std::string& lab_name) {
+  fs::path cfg = fs::path(state_dir(lab_name)) / "config.toml";
+  if (!fs::exists(cfg)) return tl::unexpected("no lab '" + lab_name + "' is up (run `mitmwatch lab up`)");
+  auto config = load_lab_config(cfg.string());
+  if (!config) return tl::unexpected(config.error());
+  return plan_lab(*config);
+}
+
+tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& lab_name) {
+  auto plan = running_plan(lab_name);
+  if (!plan) return tl::unexpected(plan.error());
+  auto present = list_namespaces();
+  auto exists = [&](const std::string& ns) { return std::find(present.begin(), present.end(), ns) != present.end(); };
+  nlohmann::ordered_json j;
+  j["name"] = lab_name;
+  j["state_dir"] = state_dir(lab_name);
+  j["trust_store"] = state_dir(lab_name) + "/public-root.pem";
+  j["routers"] = plan->routers;
+  j["device"] = plan->device.empty() ? nlohmann::ordered_json(nullptr)
+                                     : nlohmann::ordered_json{{"namespace", plan->device},
+                                                              {"between_routers", {plan->config.device_after,
+                                                                                   plan->config.device_after + 1}}};
+  nlohmann::ordered_json vantages = nlohmann::ordered_json::array();
+  for (const auto& v : plan->config.vantages)
+    vantages.push_back({{"name", v.name}, {"namespace", plan->vantages.at(v.name)}, {"address", plan->vantage_address(v.name)},
+                        {"attach", v.attach}});
+  j["vantages"] = vantages;
+  nlohmann::ordered_json prefixes = nlohmann::ordered_json::array();
+  size_t missing = 0;
+  for (const auto& s : plan->servers) {
+    nlohmann::ordered_json behind = nlohmann::ordered_json::object();
+    for (const auto& v : plan->config.vantages) behind[v.name] = plan->crosses_device(v.name, s.prefix);
+    nlohmann::ordered_json addresses = nlohmann::ordered_json::array();
+    for (int i = 0; i < s.prefix.servers; ++i)
+      addresses.push_back({{"address", server_address(s.prefix, i).to_string()}, {"trusted", !server_untrusted(s.prefix, i)}});
+    prefixes.push_back({{"name", s.prefix.name}, {"cidr", s.prefix.cidr.to_string()}, {"namespace", s.ns},
+                        {"attach", s.prefix.attach}, {"behind_device_from", behind}, {"servers", addresses}});
+  }
+  for (const auto& ns : plan->all_namespaces()) missing += exists(ns) ? 0 : 1;
+  j["prefixes"] = prefixes;
+  j["namespaces_missing"] = missing;
+  return j;
+}
+
+int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
+  auto plan = running_plan(lab_name);
+  if (!plan) {
+    fmt::print(stderr, "lab serve: {}\n", plan.error());
+    return 1;
+  }
+  const PrefixConfig* prefix = nullptr;
+  for (const auto& s : plan->servers)
+    if (s.prefix.name == prefix_name) prefix = &s.prefix;
+  if (!prefix) {
+    fmt::print(stderr, "lab serve: no prefix '{}'\n", prefix_name);
+    return 1;
+  }
+  fs::path dir = state_dir(lab_name);
+  auto ca = load_authority(dir, "public-ca");
+  if (!ca) {
+    fmt::print(stderr, "lab serve: {}\n", ca.error());
+    return 1;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);  // the server's threads inherit the mask
+
+  // Every server's site, by address: EC P-256 leaves are cheap to make at start.
+  auto sites = std::make_shared<std::unordered_map<std::string, std::shared_ptr<const Site>>>();
+  for (int i = 0; i < prefix->servers; ++i) {
+    auto addr = server_address(*prefix, i);
+    std::string name = fmt::format("s{}.{}.lab.example", i + 1, prefix->name);
+    auto site = std::make_shared<Site>();
+    if (server_untrusted(*prefix, i)) {
+      auto chain = std::make_shared<certs::ServedChain>();
+      chain->key = certs::make_ec_p256_key();
+      certs::CertSpec spec;
+      spec.subject = {{"CN", name}};
+      spec.dns_names = {name};
+      chain->leaf = certs::issue(spec, chain->key.get(), nullptr);
+      site->chain = chain;
+    } else {
+      site->chain = std::make_shared<certs::ServedChain>(certs::make_leaf(*ca, {name}, {&*ca}));
+    }
+    (*sites)[addr.to_string()] = site;
+  }
+  Listener any{{*net::IpAddress::parse("0.0.0.0"), 443}, nullptr,
+               [sites](const net::Endpoint& local) -> std::shared_ptr<const Site> {
+                 auto it = sites->find(local.ip.to_string());
+                 return it == sites->end() ? nullptr : it->second;
+               }};
+  auto server = TlsServer::start({any}, {2, 10000});
+  if (!server) {
+    fmt::print(stderr, "lab serve: {}\n", server.error());
+    return 1;
+  }
+  write_text(dir / ("serve-" + prefix_name + ".ready"), std::to_string(getpid()) + "\n");
+  fmt::print(stderr, "lab serve: {} servers of prefix {} on port 443\n", prefix->servers, prefix_name);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return 0;
+}
+
+}  // namespace mw::lab
