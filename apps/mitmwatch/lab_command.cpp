@@ -1,6 +1,7 @@
 // `mitmwatch lab`: flags and wiring; the lab itself is src/lab/.
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "lab/device.hpp"
 #include "lab/lab.hpp"
 
 #include <fmt/format.h>
@@ -59,9 +60,13 @@ int lab_status_cmd(const LabFlags& f) {
   fmt::print("lab '{}'  (state in {}, trust store {})\n", f.name, s["state_dir"].get<std::string>(),
              s["trust_store"].get<std::string>());
   fmt::print("routers: {}\n", fmt::join(s["routers"].get<std::vector<std::string>>(), " - "));
-  if (s["device"].is_null()) fmt::print("device: none\n");
-  else fmt::print("device: {} between r{} and r{}\n", s["device"]["namespace"].get<std::string>(),
-                  s["device"]["between_routers"][0].get<int>(), s["device"]["between_routers"][1].get<int>());
+  if (s["device"].is_null()) {
+    fmt::print("device: none\n");
+  } else {
+    fmt::print("device: {} between r{} and r{}\n", s["device"]["namespace"].get<std::string>(),
+               s["device"]["between_routers"][0].get<int>(), s["device"]["between_routers"][1].get<int>());
+    if (s["device"].contains("state")) fmt::print("device state: {}\n", s["device"]["state"].dump());
+  }
   for (const auto& v : s["vantages"])
     fmt::print("vantage {:<8} {} at r{}  ({})\n", v["name"].get<std::string>(), v["address"].get<std::string>(),
                v["attach"].get<int>(), v["namespace"].get<std::string>());
@@ -124,11 +129,15 @@ Examples:
   exec->add_option("vantage", f->vantage, "Vantage name (outside, inside)")->required();
   exec->add_option("command", f->command, "The command, after --")->required();
   exec->positionals_at_end();
+  auto* device = app.add_subcommand("device", "Switch the interception device: lab device on|off");
+  device->add_option("state", f->prefix, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
+  auto* device_run = app.add_subcommand("device-run", "");  // internal: the device process
+  device_run->group("");
   auto* serve = app.add_subcommand("serve", "");  // internal: the server process of one server namespace
   serve->group("");
   serve->add_option("--prefix", f->prefix)->required();
-  for (auto* sub : {down, status, exec, serve}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
-  return [f, up, down, status, exec, serve] {
+  for (auto* sub : {down, status, exec, serve, device, device_run}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
+  return [f, up, down, status, exec, serve, device, device_run] {
     if (up->parsed()) return lab_up_cmd(*f);
     if (down->parsed()) {
       require_root();
@@ -139,6 +148,14 @@ Examples:
     if (status->parsed()) return lab_status_cmd(*f);
     if (exec->parsed()) return lab_exec_cmd(*f);
     if (serve->parsed()) return lab::serve_prefix(f->name, f->prefix);
+    if (device_run->parsed()) return lab::run_device(f->name);
+    if (device->parsed()) {
+      require_root();
+      if (auto plan = lab::running_plan(f->name); !plan) throw std::runtime_error(plan.error());
+      lab::set_device_enabled(f->name, f->prefix == "on");
+      fmt::print(stderr, "lab device: {}\n", f->prefix);
+      return cli::kExitOk;
+    }
     return cli::kExitUsage;
   };
 }

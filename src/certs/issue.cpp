@@ -4,6 +4,7 @@
 #include <openssl/ec.h>
 #include <openssl/rand.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace mw::certs {
@@ -149,13 +150,19 @@ ServedChain make_leaf(const Authority& ca, const std::vector<std::string>& dns_n
 tls::X509Ptr forge_like(X509* real, EVP_PKEY* new_key, const Authority& forger, const ForgeRecipe& recipe) {
   tls::X509Ptr cert(X509_new());
   X509_set_version(cert.get(), 2);
-  // Serial: the real one with its last bytes replaced.
+  // Serial: the real one with its low bits replaced at random.
   const ASN1_INTEGER* real_serial = X509_get0_serialNumber(real);
   std::vector<unsigned char> serial(ASN1_STRING_get0_data(real_serial),
                                     ASN1_STRING_get0_data(real_serial) + ASN1_STRING_length(real_serial));
-  size_t n = std::min(recipe.serial_tail_bytes_replaced, serial.size());
-  if (n > 0) RAND_bytes(serial.data() + serial.size() - n, static_cast<int>(n));
-  if (!serial.empty() && serial.size() > n) serial[0] &= 0x7f;
+  int bits = std::clamp(recipe.serial_low_bits_replaced, 0, static_cast<int>(serial.size() * 8));
+  for (int b = 0; b < bits; ++b) {
+    size_t byte = serial.size() - 1 - static_cast<size_t>(b / 8);
+    unsigned char mask = static_cast<unsigned char>(1u << (b % 8));
+    unsigned char coin = 0;
+    RAND_bytes(&coin, 1);
+    serial[byte] = static_cast<unsigned char>((serial[byte] & ~mask) | ((coin & 1) ? mask : 0));
+  }
+  if (!serial.empty()) serial[0] &= 0x7f;  // stays positive
   set_serial(cert.get(), serial);
   // Validity: the real one, shifted.
   time_t shift = static_cast<time_t>(recipe.validity_shift.count());
@@ -172,12 +179,26 @@ tls::X509Ptr forge_like(X509* real, EVP_PKEY* new_key, const Authority& forger, 
   X509_set_subject_name(cert.get(), X509_get_subject_name(real));
   X509_set_issuer_name(cert.get(), X509_get_subject_name(forger.cert.get()));
   X509_set_pubkey(cert.get(), new_key);
+  using Ext = ForgeRecipe::Extensions;
+  X509* issuer_cert = forger.cert.get();
+  if (recipe.extensions == Ext::fixed_2019) {
+    add_ext(cert.get(), issuer_cert, NID_subject_key_identifier, "hash");
+    add_ext(cert.get(), issuer_cert, NID_authority_key_identifier, "keyid:always");
+    add_ext(cert.get(), issuer_cert, NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(cert.get(), issuer_cert, NID_key_usage, "critical,digitalSignature,keyEncipherment");
+    add_ext(cert.get(), issuer_cert, NID_ext_key_usage, "serverAuth,clientAuth");
+  }
   for (int i = 0; i < X509_get_ext_count(real); ++i) {
     X509_EXTENSION* ext = X509_get_ext(real, i);
     int nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
-    bool keep = recipe.keep_extensions ? (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier)
-                                       : nid == NID_subject_alt_name;
+    bool keep = recipe.extensions == Ext::keep_all
+                    ? (nid != NID_subject_key_identifier && nid != NID_authority_key_identifier)
+                    : nid == NID_subject_alt_name;
     if (keep) X509_add_ext(cert.get(), ext, -1);
+  }
+  if (recipe.extensions == Ext::keep_all) {
+    add_ext(cert.get(), issuer_cert, NID_subject_key_identifier, "hash");
+    add_ext(cert.get(), issuer_cert, NID_authority_key_identifier, "keyid:always");
   }
   require(X509_sign(cert.get(), forger.key.get(), EVP_sha256()) > 0, "X509_sign (forge)");
   return cert;

@@ -52,8 +52,12 @@ ServedChain make_leaf(const Authority& ca, const std::vector<std::string>& dns_n
 // How the forger changes the real certificate. Defaults: the July 2019 recipe.
 struct ForgeRecipe {
   std::chrono::seconds validity_shift{-6 * 3600};  // both notBefore and notAfter
-  size_t serial_tail_bytes_replaced = 4;
-  bool keep_extensions = false;  // false: only subjectAltName survives
+  int serial_low_bits_replaced = 32;                // at random
+  enum class Extensions {
+    san_only,    // only the copied subjectAltName survives
+    fixed_2019,  // SKI, AKI, CA:FALSE, digitalSignature+keyEncipherment, serverAuth+clientAuth, copied SAN
+    keep_all,    // every extension but the key identifiers, which are remade
+  } extensions = Extensions::san_only;
 };
 
 // A certificate with the real one's subject, names and (shifted) validity,

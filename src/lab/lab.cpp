@@ -2,6 +2,7 @@
 
 #include "certs/issue.hpp"
 #include "certs/x509.hpp"
+#include "lab/device.hpp"
 #include "lab/netns.hpp"
 #include "lab/tls_server.hpp"
 
@@ -65,7 +66,9 @@ std::vector<Argv> build_commands(const LabPlan& p) {
   std::vector<Argv> cmds;
   for (const auto& ns : p.all_namespaces()) {
     cmds.push_back({"ip", "-n", ns, "link", "set", "lo", "up"});
-    for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+    // TCP timestamps off: the device's take-over carries sequence numbers and
+    // windows over, not timestamp state.
+    for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.tcp_timestamps=0", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
                             "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"})
       cmds.push_back({"ip", "netns", "exec", ns, "sysctl", "-qw", key});
   }
@@ -83,10 +86,26 @@ std::vector<Argv> build_commands(const LabPlan& p) {
       cmds.push_back({"ip", "-n", r.ns, "route", "add", r.destination, "via", r.via});
   }
   if (!p.device.empty()) {
+    auto ipt = [&](std::vector<std::string> rule) {
+      Argv cmd{"ip", "netns", "exec", p.device, "iptables-legacy"};
+      cmd.insert(cmd.end(), rule.begin(), rule.end());
+      cmds.push_back(cmd);
+    };
+    // Port-443 packets go to the device process from the raw table, where the
+    // arriving TTL is still the real one. Its own probes are not queued.
+    ipt({"-t", "raw", "-A", "PREROUTING", "-d", "10.59.1.2", "-j", "ACCEPT"});
+    ipt({"-t", "raw", "-A", "PREROUTING", "-d", "10.59.2.1", "-j", "ACCEPT"});
+    ipt({"-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--dport", "443", "-j", "NFQUEUE", "--queue-num", "0",
+         "--queue-bypass"});
+    ipt({"-t", "raw", "-A", "PREROUTING", "-p", "tcp", "--sport", "443", "--tcp-flags", "SYN,ACK", "SYN,ACK", "-j",
+         "NFQUEUE", "--queue-num", "0", "--queue-bypass"});
+    // Packets of a flow the device took over go to its transparent socket.
+    ipt({"-t", "mangle", "-A", "PREROUTING", "-p", "tcp", "-m", "socket", "--transparent", "-j", "MARK", "--set-mark", "1"});
     // Forwarding decrements the TTL; adding one back on arrival makes the
     // device no hop at all: it never sends time-exceeded, as in the report.
-    cmds.push_back({"ip", "netns", "exec", p.device, "iptables-legacy", "-t", "mangle", "-A", "PREROUTING", "-j", "TTL",
-                    "--ttl-inc", "1"});
+    ipt({"-t", "mangle", "-A", "PREROUTING", "-j", "TTL", "--ttl-inc", "1"});
+    cmds.push_back({"ip", "-n", p.device, "rule", "add", "fwmark", "1", "lookup", "100"});
+    cmds.push_back({"ip", "-n", p.device, "route", "add", "local", "0.0.0.0/0", "dev", "lo", "table", "100"});
   }
   return cmds;
 }
@@ -144,6 +163,17 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
                   read_text(dir / ("serve-" + s.prefix.name + ".log")));
   }
   log(fmt::format("{} TLS servers in {} prefixes", servers, plan.servers.size()));
+  if (!plan.device.empty()) {
+    if (!config.device.enabled) set_device_enabled(config.name, false);
+    auto pid = spawn_in(plan.device, {options.self_exe, "lab", "device-run", "--name", config.name},
+                        (dir / "device.log").string());
+    if (!pid) return fail(pid.error());
+    auto ready = dir / "device.ready";
+    for (int i = 0; i < 300 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (!fs::exists(ready)) return fail("the interception device did not start: " + read_text(dir / "device.log"));
+    log(fmt::format("interception device between r{} and r{} ({} triggers, {})", config.device_after,
+                    config.device_after + 1, config.device.triggers.size(), config.device.enabled ? "on" : "off"));
+  }
   return {};
 }
 
@@ -187,6 +217,8 @@ tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& 
   }
   for (const auto& ns : plan->all_namespaces()) missing += exists(ns) ? 0 : 1;
   j["prefixes"] = prefixes;
+  auto counters = nlohmann::ordered_json::parse(read_text(fs::path(state_dir(lab_name)) / "device.json"), nullptr, false);
+  if (!plan->device.empty() && !counters.is_discarded()) j["device"]["state"] = counters;
   j["namespaces_missing"] = missing;
   return j;
 }

@@ -83,6 +83,12 @@ LabPlan plan_lab(const LabConfig& c) {
     destinations.push_back({pc.cidr.to_string(), pc.attach, pc.via_device});
     ++stub;
   }
+  // The device's own links, so that routers reach the device itself (its
+  // probes of servers come from these addresses).
+  if (d > 0) {
+    destinations.push_back({"10.59.1.0/24", d, true});
+    destinations.push_back({"10.59.2.0/24", d + 1, true});
+  }
   // Chain routes toward every destination not attached to the router itself.
   for (const auto& dest : destinations) {
     for (int r = 1; r <= n; ++r) {
@@ -97,7 +103,8 @@ LabPlan plan_lab(const LabConfig& c) {
       }
       p.routes.push_back({router(r), dest.prefix, via});
     }
-    if (d > 0) p.routes.push_back({p.device, dest.prefix, dest.attach <= d ? "10.59.1.1" : "10.59.2.2"});
+    if (d > 0 && dest.prefix.rfind("10.59.", 0) != 0)
+      p.routes.push_back({p.device, dest.prefix, dest.attach <= d ? "10.59.1.1" : "10.59.2.2"});
   }
   return p;
 }

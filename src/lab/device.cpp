@@ -1,0 +1,581 @@
+#include "lab/device.hpp"
+
+#include "certs/issue.hpp"
+#include "certs/x509.hpp"
+#include "fingerprint/sni.hpp"
+#include "lab/lab.hpp"
+#include "net/fd.hpp"
+#include "tls/socket_bio.hpp"
+#include "tls/trust.hpp"
+
+// glibc's network headers must come before the kernel's (linux/netfilter.h).
+#include <netinet/in.h>
+#include <netinet/ip.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+
+#include <fmt/format.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <nlohmann/json.hpp>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <condition_variable>
+#include <csignal>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <unordered_map>
+
+namespace mw::lab {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Kernel ABI for TCP_REPAIR (linux/tcp.h), not in glibc's netinet/tcp.h.
+struct RepairOpt {
+  uint32_t code;
+  uint32_t value;
+};
+struct RepairWindow {
+  uint32_t snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup;
+};
+constexpr int kRepairOn = 1, kRepairOff = 0;
+constexpr int kRecvQueue = 1, kSendQueue = 2;
+constexpr int kOptMss = 2, kOptWindow = 3, kOptSackPerm = 4;
+
+struct FlowKey {
+  uint32_t client_ip, server_ip;  // network order
+  uint16_t client_port, server_port;
+  bool operator==(const FlowKey&) const = default;
+};
+struct FlowKeyHash {
+  size_t operator()(const FlowKey& k) const {
+    return std::hash<uint64_t>()((uint64_t{k.client_ip} << 32) ^ k.server_ip ^ (uint64_t{k.client_port} << 16) ^
+                                 k.server_port);
+  }
+};
+
+struct TcpOptions {
+  uint16_t mss = 536;
+  int wscale = -1;
+  bool sack = false;
+};
+
+struct Flow {
+  TcpOptions client, server;
+  bool syn_ack_seen = false;
+  enum class State { tracking, hijacked, passed } state = State::tracking;
+  Clock::time_point last_seen = Clock::now();
+};
+
+// What the device learned of a server by connecting to it itself.
+struct ServerInfo {
+  enum class State { probing, trusted, untrusted } state = State::probing;
+  tls::X509Ref real_leaf;
+  std::shared_ptr<certs::ServedChain> forged;  // made on first hijack, reused for the host
+};
+
+TcpOptions parse_tcp_options(const uint8_t* p, size_t len) {
+  TcpOptions o;
+  size_t i = 0;
+  while (i < len) {
+    uint8_t kind = p[i];
+    if (kind == 0) break;
+    if (kind == 1) {
+      ++i;
+      continue;
+    }
+    if (i + 1 >= len || p[i + 1] < 2 || i + p[i + 1] > len) break;
+    uint8_t olen = p[i + 1];
+    if (kind == 2 && olen == 4) o.mss = static_cast<uint16_t>((p[i + 2] << 8) | p[i + 3]);
+    if (kind == 3 && olen == 3) o.wscale = p[i + 2];
+    if (kind == 4) o.sack = true;
+    i += olen;
+  }
+  return o;
+}
+
+bool trigger_matches(const DeviceConfig& d, const std::string& sni) {
+  for (const auto& t : d.triggers) {
+    if (strcasecmp(sni.c_str(), t.c_str()) == 0) return true;
+    if (d.match_subdomains && sni.size() > t.size() && sni[sni.size() - t.size() - 1] == '.' &&
+        strcasecmp(sni.c_str() + sni.size() - t.size(), t.c_str()) == 0)
+      return true;
+  }
+  return false;
+}
+
+sockaddr_in ipv4(uint32_t ip_net, uint16_t port_host) {
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = ip_net;
+  sa.sin_port = htons(port_host);
+  return sa;
+}
+
+class Device {
+ public:
+  Device(std::string lab_name, LabConfig config) : name_(std::move(lab_name)), config_(std::move(config)) {}
+
+  int run();
+
+ private:
+  static int on_packet(nfq_q_handle* qh, nfgenmsg*, nfq_data* nfa, void* self);
+  int handle(nfq_q_handle* qh, nfq_data* nfa);
+  bool server_trusted(uint32_t server_ip);
+  net::Fd take_over(const FlowKey& key, const Flow& flow, uint32_t client_seq, uint32_t server_seq,
+                    uint32_t client_window, const uint8_t* hello, size_t hello_len);
+  void session(net::Fd client_fd, FlowKey key, std::string sni);
+  std::shared_ptr<certs::ServedChain> forged_for(uint32_t server_ip);
+  void probe_loop();
+  void key_loop();
+  void stats_loop();
+
+  std::string name_;
+  LabConfig config_;
+  fs::path dir_;
+  certs::Authority kz_ca_;
+  tls::TrustStore trust_ = tls::TrustStore::empty();
+  tls::SslCtxPtr server_ctx_, upstream_ctx_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> enabled_{true};
+
+  std::unordered_map<FlowKey, Flow, FlowKeyHash> flows_;  // the queue thread's own
+  std::mt19937_64 rng_{std::random_device{}()};
+
+  std::mutex servers_mu_;
+  std::condition_variable servers_cv_;
+  std::unordered_map<uint32_t, ServerInfo> servers_;
+  std::deque<uint32_t> to_probe_;
+
+  std::mutex keys_mu_;
+  std::condition_variable keys_cv_;
+  std::deque<tls::EvpPkeyPtr> keys_;
+  static constexpr size_t kKeyPoolTarget = 24;
+
+  std::atomic<int> sessions_{0};
+  std::atomic<uint64_t> flows_seen_{0}, hellos_seen_{0}, hijacked_{0}, passed_{0}, upstream_ok_{0},
+      upstream_failed_{0}, takeover_failed_{0};
+};
+
+bool Device::server_trusted(uint32_t server_ip) {
+  std::unique_lock lock(servers_mu_);
+  auto it = servers_.find(server_ip);
+  if (it == servers_.end()) {
+    servers_[server_ip] = ServerInfo{};
+    to_probe_.push_back(server_ip);
+    servers_cv_.notify_all();
+  }
+  // The probe runs on its own thread, on the device's own address (not queued).
+  servers_cv_.wait_for(lock, std::chrono::seconds(3),
+                       [&] { return servers_[server_ip].state != ServerInfo::State::probing; });
+  return servers_[server_ip].state == ServerInfo::State::trusted;
+}
+
+void Device::probe_loop() {
+  auto profile = tls::SslCtxPtr(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_verify(profile.get(), SSL_VERIFY_NONE, nullptr);
+  while (!stop_) {
+    uint32_t ip;
+    {
+      std::unique_lock lock(servers_mu_);
+      servers_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return !to_probe_.empty() || stop_; });
+      if (to_probe_.empty()) continue;
+      ip = to_probe_.front();
+      to_probe_.pop_front();
+    }
+    ServerInfo info;
+    info.state = ServerInfo::State::untrusted;
+    net::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    timeval tv{3, 0};
+    setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    auto sa = ipv4(ip, 443);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+      tls::SslPtr ssl(SSL_new(profile.get()));
+      tls::attach_socket(ssl.get(), fd.get());
+      if (SSL_connect(ssl.get()) == 1) {
+        STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl.get());
+        std::vector<X509*> certs;
+        for (int i = 0; chain && i < sk_X509_num(chain); ++i) certs.push_back(sk_X509_value(chain, i));
+        if (!certs.empty() && trust_.verify(certs, "").trusted) {
+          info.state = ServerInfo::State::trusted;
+          info.real_leaf = tls::X509Ref::share(certs.front());
+        }
+      }
+    }
+    ERR_clear_error();
+    std::lock_guard lock(servers_mu_);
+    servers_[ip] = std::move(info);
+    servers_cv_.notify_all();
+  }
+}
+
+// RSA keygen costs ~200 ms here: keys are made ahead on a thread and kept in
+// a cache file across labs, so a hijack rarely waits for one.
+void Device::key_loop() {
+  fs::path cache = "/var/cache/mitmwatch-lab";
+  std::error_code ec;
+  fs::create_directories(cache, ec);
+  fs::path file = cache / fmt::format("rsa{}-e{}.pem", config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
+  size_t cached = 0;
+  {
+    tls::BioPtr bio(BIO_new_file(file.c_str(), "r"));
+    while (bio && !stop_) {
+      EVP_PKEY* k = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+      if (!k) break;
+      std::lock_guard lock(keys_mu_);
+      keys_.emplace_back(k);
+      ++cached;
+    }
+    ERR_clear_error();
+  }
+  keys_cv_.notify_all();
+  while (!stop_) {
+    {
+      std::unique_lock lock(keys_mu_);
+      keys_cv_.wait_for(lock, std::chrono::milliseconds(200), [&] { return keys_.size() < kKeyPoolTarget || stop_; });
+      if (keys_.size() >= kKeyPoolTarget || stop_) continue;
+    }
+    auto key = certs::make_rsa_key(config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
+    if (cached < 512) {
+      std::ofstream(file, std::ios::app) << certs::key_to_pem(key.get());
+      ++cached;
+    }
+    std::lock_guard lock(keys_mu_);
+    keys_.push_back(std::move(key));
+    keys_cv_.notify_all();
+  }
+}
+
+std::shared_ptr<certs::ServedChain> Device::forged_for(uint32_t server_ip) {
+  tls::X509Ref real;
+  {
+    std::lock_guard lock(servers_mu_);
+    auto& info = servers_[server_ip];
+    if (info.forged) return info.forged;
+    real = info.real_leaf;
+  }
+  tls::EvpPkeyPtr key;
+  {
+    std::unique_lock lock(keys_mu_);
+    keys_cv_.wait_for(lock, std::chrono::seconds(20), [&] { return !keys_.empty(); });
+    if (!keys_.empty()) {
+      key = std::move(keys_.front());
+      keys_.pop_front();
+    }
+    keys_cv_.notify_all();
+  }
+  if (!key) key = certs::make_rsa_key(config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
+  certs::ForgeRecipe recipe;
+  recipe.validity_shift = std::chrono::hours(config_.forgery.validity_shift_hours);
+  recipe.serial_low_bits_replaced = config_.forgery.serial_low_bits_replaced;
+  recipe.extensions = certs::ForgeRecipe::Extensions::fixed_2019;
+  auto chain = std::make_shared<certs::ServedChain>();
+  chain->leaf = certs::forge_like(real.get(), key.get(), kz_ca_, recipe);
+  chain->key = std::move(key);
+  chain->intermediates.push_back(tls::share(kz_ca_.cert.get()));
+  std::lock_guard lock(servers_mu_);
+  auto& info = servers_[server_ip];
+  if (!info.forged) info.forged = chain;  // one key per host, reused
+  return info.forged;
+}
+
+// Turns the client's half of the connection into a local socket: bound to
+// the server's address (IP_TRANSPARENT), "connected" to the client with the
+// observed sequence numbers (TCP_REPAIR), the ClientHello already in its
+// receive queue. The original segment is then dropped: the server never sees it.
+net::Fd Device::take_over(const FlowKey& key, const Flow& flow, uint32_t client_seq, uint32_t server_seq,
+                          uint32_t client_window, const uint8_t* hello, size_t hello_len) {
+  net::Fd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  auto set = [&](int level, int opt, const void* v, socklen_t len) { return setsockopt(fd.get(), level, opt, v, len) == 0; };
+  auto server = ipv4(key.server_ip, ntohs(key.server_port)), client = ipv4(key.client_ip, ntohs(key.client_port));
+  bool ok = fd && set(SOL_IP, IP_TRANSPARENT, &one, sizeof one) && set(SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) &&
+            set(SOL_TCP, TCP_REPAIR, &kRepairOn, sizeof kRepairOn) &&
+            set(SOL_TCP, TCP_REPAIR_QUEUE, &kSendQueue, sizeof kSendQueue) &&
+            set(SOL_TCP, TCP_QUEUE_SEQ, &server_seq, sizeof server_seq) &&
+            set(SOL_TCP, TCP_REPAIR_QUEUE, &kRecvQueue, sizeof kRecvQueue) &&
+            set(SOL_TCP, TCP_QUEUE_SEQ, &client_seq, sizeof client_seq) &&
+            ::bind(fd.get(), reinterpret_cast<sockaddr*>(&server), sizeof server) == 0 &&
+            ::connect(fd.get(), reinterpret_cast<sockaddr*>(&client), sizeof client) == 0;
+  // In repair mode a send() on the receive queue fills it, as if the segment had arrived.
+  ok = ok && ::send(fd.get(), hello, hello_len, 0) == static_cast<ssize_t>(hello_len);
+  std::vector<RepairOpt> opts{{kOptMss, flow.client.mss}};
+  if (flow.client.wscale >= 0 && flow.server.wscale >= 0)
+    opts.push_back({kOptWindow, static_cast<uint32_t>(flow.client.wscale) | (static_cast<uint32_t>(flow.server.wscale) << 16)});
+  if (flow.client.sack && flow.server.sack) opts.push_back({kOptSackPerm, 0});
+  ok = ok && set(SOL_TCP, TCP_REPAIR_OPTIONS, opts.data(), static_cast<socklen_t>(opts.size() * sizeof(RepairOpt)));
+  uint32_t scale = flow.client.wscale >= 0 && flow.server.wscale >= 0 ? static_cast<uint32_t>(flow.client.wscale) : 0;
+  RepairWindow win{client_seq, client_window << scale, client_window << scale, 65535, client_seq + static_cast<uint32_t>(hello_len)};
+  ok = ok && set(SOL_TCP, TCP_REPAIR_WINDOW, &win, sizeof win);
+  ok = ok && set(SOL_TCP, TCP_REPAIR, &kRepairOff, sizeof kRepairOff);
+  if (!ok) {
+    fmt::print(stderr, "device: take-over failed: {}\n", std::strerror(errno));
+    return net::Fd();
+  }
+  return fd;
+}
+
+void Device::session(net::Fd client_fd, FlowKey key, std::string sni) {
+  struct Done {
+    std::atomic<int>& n;
+    ~Done() { --n; }
+  } done{sessions_};
+  timeval tv{10, 0};
+  setsockopt(client_fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(client_fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  auto chain = forged_for(key.server_ip);
+  tls::SslPtr down(SSL_new(server_ctx_.get()));
+  STACK_OF(X509)* extra = sk_X509_new_null();
+  for (const auto& c : chain->intermediates) sk_X509_push(extra, c.get());
+  SSL_use_cert_and_key(down.get(), chain->leaf.get(), chain->key.get(), extra, 1);
+  sk_X509_free(extra);
+  tls::attach_socket(down.get(), client_fd.get());
+  if (SSL_accept(down.get()) != 1) {
+    ERR_clear_error();
+    return;
+  }
+  // Upstream: the device's own connection and ClientHello, from the client's address.
+  net::Fd up_fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  int one = 1;
+  setsockopt(up_fd.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+  setsockopt(up_fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(up_fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  auto from = ipv4(key.client_ip, 0), to = ipv4(key.server_ip, ntohs(key.server_port));
+  tls::SslPtr up(SSL_new(upstream_ctx_.get()));
+  bool up_ok = ::bind(up_fd.get(), reinterpret_cast<sockaddr*>(&from), sizeof from) == 0 &&
+               ::connect(up_fd.get(), reinterpret_cast<sockaddr*>(&to), sizeof to) == 0;
+  if (up_ok) {
+    SSL_set_tlsext_host_name(up.get(), sni.c_str());
+    tls::attach_socket(up.get(), up_fd.get());
+    up_ok = SSL_connect(up.get()) == 1;
+  }
+  (up_ok ? upstream_ok_ : upstream_failed_)++;
+  if (!up_ok) {
+    ERR_clear_error();
+    return;
+  }
+  // Relay until either side ends or goes quiet.
+  pollfd fds[2] = {{client_fd.get(), POLLIN, 0}, {up_fd.get(), POLLIN, 0}};
+  SSL* ends[2] = {down.get(), up.get()};
+  char buf[16384];
+  for (;;) {
+    bool pending = SSL_pending(ends[0]) > 0 || SSL_pending(ends[1]) > 0;
+    if (!pending && ::poll(fds, 2, 30000) <= 0) break;
+    bool moved = false, closed = false;
+    for (int i = 0; i < 2 && !closed; ++i) {
+      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR)) && SSL_pending(ends[i]) == 0) continue;
+      int n = SSL_read(ends[i], buf, sizeof buf);
+      if (n <= 0 || SSL_write(ends[1 - i], buf, n) != n) closed = true;
+      moved = true;
+    }
+    if (closed || !moved) break;
+  }
+  ERR_clear_error();
+}
+
+int Device::on_packet(nfq_q_handle* qh, nfgenmsg*, nfq_data* nfa, void* self) {
+  return static_cast<Device*>(self)->handle(qh, nfa);
+}
+
+int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
+  auto* ph = nfq_get_msg_packet_hdr(nfa);
+  uint32_t id = ph ? ntohl(ph->packet_id) : 0;
+  auto accept = [&] { return nfq_set_verdict(qh, id, NF_ACCEPT, 0, nullptr); };
+  unsigned char* data = nullptr;
+  int len = nfq_get_payload(nfa, &data);
+  if (len < static_cast<int>(sizeof(iphdr))) return accept();
+  auto* ip = reinterpret_cast<iphdr*>(data);
+  size_t ihl = size_t{ip->ihl} * 4;
+  if (ip->version != 4 || ip->protocol != IPPROTO_TCP || len < static_cast<int>(ihl + sizeof(tcphdr))) return accept();
+  auto* tcp = reinterpret_cast<tcphdr*>(data + ihl);
+  size_t doff = size_t{tcp->doff} * 4;
+  size_t ip_len = std::min<size_t>(ntohs(ip->tot_len), static_cast<size_t>(len));
+  if (doff < sizeof(tcphdr) || ihl + doff > ip_len) return accept();
+  const uint8_t* payload = data + ihl + doff;
+  size_t payload_len = ip_len - ihl - doff;
+  const uint8_t* options = data + ihl + sizeof(tcphdr);
+  size_t options_len = doff - sizeof(tcphdr);
+
+  if (tcp->syn && !tcp->ack && ntohs(tcp->dest) == 443) {  // a client opens a flow
+    ++flows_seen_;
+    FlowKey key{ip->saddr, ip->daddr, tcp->source, tcp->dest};
+    Flow flow;
+    flow.client = parse_tcp_options(options, options_len);
+    flows_[key] = flow;
+    {
+      std::lock_guard lock(servers_mu_);
+      if (!servers_.count(ip->daddr)) {
+        servers_[ip->daddr] = ServerInfo{};
+        to_probe_.push_back(ip->daddr);
+        servers_cv_.notify_all();
+      }
+    }
+    if (flows_.size() > 100000) {  // bounded: forget the stale ones
+      auto now = Clock::now();
+      for (auto it = flows_.begin(); it != flows_.end();)
+        it = now - it->second.last_seen > std::chrono::seconds(60) ? flows_.erase(it) : std::next(it);
+    }
+    return accept();
+  }
+  if (tcp->syn && tcp->ack && ntohs(tcp->source) == 443) {  // the server answers
+    auto it = flows_.find({ip->daddr, ip->saddr, tcp->dest, tcp->source});
+    if (it != flows_.end()) {
+      it->second.server = parse_tcp_options(options, options_len);
+      it->second.syn_ack_seen = true;
+    }
+    return accept();
+  }
+  if (ntohs(tcp->dest) != 443 || payload_len == 0) return accept();
+  FlowKey key{ip->saddr, ip->daddr, tcp->source, tcp->dest};
+  auto it = flows_.find(key);
+  if (it == flows_.end() || it->second.state != Flow::State::tracking || !it->second.syn_ack_seen) return accept();
+  Flow& flow = it->second;
+  flow.last_seen = Clock::now();
+  auto hello = fingerprint::client_hello_sni(payload, payload_len);
+  if (hello.status != fingerprint::HelloStatus::ok) {
+    flow.state = Flow::State::passed;  // not a (whole) ClientHello in this segment: leave the flow alone
+    ++passed_;
+    return accept();
+  }
+  ++hellos_seen_;
+  std::uniform_real_distribution<double> coin(0, 1);
+  bool hijack = enabled_ && hello.sni && trigger_matches(config_.device, *hello.sni) &&
+                coin(rng_) < config_.device.fraction && sessions_ < 512 && server_trusted(ip->daddr);
+  if (!hijack) {
+    flow.state = Flow::State::passed;
+    ++passed_;
+    return accept();
+  }
+  uint32_t client_window = ntohs(tcp->window);
+  auto fd = take_over(key, flow, ntohl(tcp->seq), ntohl(tcp->ack_seq), client_window, payload, payload_len);
+  if (!fd) {
+    ++takeover_failed_;
+    flow.state = Flow::State::passed;
+    return accept();
+  }
+  flow.state = Flow::State::hijacked;
+  ++hijacked_;
+  ++sessions_;
+  std::thread(&Device::session, this, std::move(fd), key, *hello.sni).detach();
+  return nfq_set_verdict(qh, id, NF_DROP, 0, nullptr);
+}
+
+void Device::stats_loop() {
+  fs::path switch_file = dir_ / "device-enabled";
+  while (!stop_) {
+    std::ifstream in(switch_file);
+    std::string v;
+    if (in >> v) enabled_ = v != "0";
+    size_t keys;
+    {
+      std::lock_guard lock(keys_mu_);
+      keys = keys_.size();
+    }
+    nlohmann::ordered_json j = {{"enabled", enabled_.load()},  {"flows_seen", flows_seen_.load()},
+                                {"client_hellos", hellos_seen_.load()}, {"hijacked", hijacked_.load()},
+                                {"passed", passed_.load()},     {"takeover_failed", takeover_failed_.load()},
+                                {"upstream_ok", upstream_ok_.load()}, {"upstream_failed", upstream_failed_.load()},
+                                {"sessions_open", sessions_.load()}, {"spare_keys", keys}};
+    std::ofstream(dir_ / "device.json.tmp") << j.dump() << "\n";
+    std::error_code ec;
+    fs::rename(dir_ / "device.json.tmp", dir_ / "device.json", ec);
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
+}
+
+int Device::run() {
+  dir_ = state_dir(name_);
+  auto root = certs::read_pem_file((dir_ / "public-root.pem").string());
+  auto ca_cert = certs::read_pem_file((dir_ / "kz-ca.pem").string());
+  auto ca_key = certs::read_key_pem_file((dir_ / "kz-ca.key").string());
+  if (!root || !ca_cert || !ca_key) {
+    fmt::print(stderr, "device: cannot read the lab's certificates in {}\n", dir_.string());
+    return 1;
+  }
+  trust_.add(root->front().get());
+  kz_ca_ = {std::move(ca_cert->front()), std::move(*ca_key)};
+  server_ctx_.reset(SSL_CTX_new(TLS_server_method()));
+  SSL_CTX_set_num_tickets(server_ctx_.get(), 0);
+  // The device's own ClientHello upstream: TLS 1.2 at most, its own cipher
+  // list, no ALPN: a fingerprint unlike the clients' (the report's "Censor's fingerprint").
+  upstream_ctx_.reset(SSL_CTX_new(TLS_client_method()));
+  SSL_CTX_set_max_proto_version(upstream_ctx_.get(), TLS1_2_VERSION);
+  SSL_CTX_set_cipher_list(upstream_ctx_.get(), "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:AES128-SHA:AES256-SHA");
+  SSL_CTX_set_options(upstream_ctx_.get(), SSL_OP_NO_TICKET);
+  SSL_CTX_set_verify(upstream_ctx_.get(), SSL_VERIFY_NONE, nullptr);
+
+  nfq_handle* h = nfq_open();
+  if (!h) {
+    fmt::print(stderr, "device: nfq_open failed (needs CAP_NET_ADMIN)\n");
+    return 1;
+  }
+  nfq_unbind_pf(h, AF_INET);
+  nfq_bind_pf(h, AF_INET);
+  nfq_q_handle* qh = nfq_create_queue(h, 0, &Device::on_packet, this);
+  if (!qh || nfq_set_mode(qh, NFQNL_COPY_PACKET, 0xffff) < 0) {
+    fmt::print(stderr, "device: cannot bind NFQUEUE 0\n");
+    nfq_close(h);
+    return 1;
+  }
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  std::thread prober(&Device::probe_loop, this), keys(&Device::key_loop, this), stats(&Device::stats_loop, this);
+  std::thread waiter([&] {
+    int sig;
+    sigwait(&set, &sig);
+    stop_ = true;
+  });
+  std::ofstream(dir_ / "device.ready") << getpid() << "\n";
+  fmt::print(stderr, "device: watching port-443 flows; {} triggers\n", config_.device.triggers.size());
+  int fd = nfq_fd(h);
+  char buf[65536 + 4096];
+  while (!stop_) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 200) <= 0) continue;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) nfq_handle_packet(h, buf, static_cast<int>(n));
+  }
+  servers_cv_.notify_all();
+  keys_cv_.notify_all();
+  prober.join();
+  keys.join();
+  stats.join();
+  waiter.join();
+  nfq_destroy_queue(qh);
+  nfq_close(h);
+  return 0;
+}
+
+}  // namespace
+
+int run_device(const std::string& lab_name) {
+  auto plan = running_plan(lab_name);
+  if (!plan) {
+    fmt::print(stderr, "device: {}\n", plan.error());
+    return 1;
+  }
+  Device device(lab_name, plan->config);
+  return device.run();
+}
+
+void set_device_enabled(const std::string& lab_name, bool enabled) {
+  std::ofstream(fs::path(state_dir(lab_name)) / "device-enabled") << (enabled ? "1" : "0") << "\n";
+}
+
+}  // namespace mw::lab

@@ -1,0 +1,20 @@
+// The lab's interception device: a process in the device namespace that
+// watches port-443 flows through NFQUEUE and, on a trigger ClientHello to a
+// server with a trusted certificate, takes the client's TCP connection over
+// (TCP_REPAIR + IP_TRANSPARENT), answers as the server with a forged chain,
+// and relays to the real server over its own TLS connection.
+#pragma once
+
+#include <string>
+
+namespace mw::lab {
+
+// Runs until SIGTERM. Reads the lab's configuration and CAs from its state
+// directory; writes counters to <state>/device.json and reads the on/off
+// switch from <state>/device-enabled.
+int run_device(const std::string& lab_name);
+
+// The on/off switch (`mitmwatch lab device on|off`).
+void set_device_enabled(const std::string& lab_name, bool enabled);
+
+}  // namespace mw::lab

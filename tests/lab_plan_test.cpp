@@ -1,0 +1,99 @@
+// The lab's configuration and topology plan: no root needed.
+#include "lab/plan.hpp"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+using namespace mw::lab;
+
+namespace {
+
+std::string via(const LabPlan& p, const std::string& ns, const std::string& dest) {
+  for (const auto& r : p.routes)
+    if (r.ns == ns && r.destination == dest) return r.via;
+  return "<none>";
+}
+
+const PrefixConfig& prefix(const LabPlan& p, const std::string& name) {
+  for (const auto& s : p.servers)
+    if (s.prefix.name == name) return s.prefix;
+  throw std::runtime_error("no prefix " + name);
+}
+
+}  // namespace
+
+TEST(LabConfig, DefaultParsesWithTheReportsFigures) {
+  auto c = default_lab_config();
+  EXPECT_EQ(c.name, "lab");
+  EXPECT_EQ(c.routers, 6);
+  EXPECT_EQ(c.device_after, 4);
+  EXPECT_EQ(c.device.triggers.size(), 37u);
+  EXPECT_EQ(c.forgery.validity_shift_hours, -6);
+  EXPECT_EQ(c.forgery.rsa_exponent, 3u);
+  EXPECT_EQ(c.forgery.serial_low_bits_replaced, 33);
+  int servers = 0;
+  for (const auto& p : c.prefixes) servers += p.servers;
+  EXPECT_GE(servers, 300);
+}
+
+TEST(LabConfig, RejectsBadConfigurationsWithReasons) {
+  auto bad = [](const std::string& toml) {
+    auto c = parse_lab_config(toml, "t.toml");
+    EXPECT_FALSE(c) << toml;
+    return c ? std::string() : c.error();
+  };
+  const std::string vantage = "[[vantages]]\nname = \"outside\"\nattach = 1\n";
+  auto with_prefix = [&](const std::string& p) { return vantage + "[[prefixes]]\n" + p; };
+  EXPECT_NE(bad(with_prefix("name=\"x\"\ncidr=\"8.8.8.0/24\"\nservers=3\n")).find("not a private"), std::string::npos);
+  EXPECT_NE(bad(with_prefix("name=\"x\"\ncidr=\"10.1.0.0/30\"\nservers=9\n")).find("servers"), std::string::npos);
+  EXPECT_NE(bad("name = \"Bad-Name\"\n" + with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=3\n")).find("name"),
+            std::string::npos);
+  EXPECT_NE(bad(with_prefix("name=\"a\"\ncidr=\"10.1.0.0/16\"\nservers=3\n[[prefixes]]\nname=\"b\"\ncidr=\"10.1.2.0/24\"\nservers=3\n"))
+                .find("overlap"),
+            std::string::npos);
+  EXPECT_NE(bad(with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=\"many\"\n")).find("t.toml"), std::string::npos);
+  EXPECT_NE(bad("routers = [").find("t.toml"), std::string::npos);
+  EXPECT_NE(bad("device_after = 9\n" + with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=3\n")).find("device_after"),
+            std::string::npos);
+}
+
+TEST(LabPlan, NamesAreOursAndShort) {
+  auto p = plan_lab(default_lab_config());
+  std::set<std::string> names;
+  for (const auto& ns : p.all_namespaces()) {
+    EXPECT_EQ(ns.rfind("mwlab-", 0), 0u) << ns;
+    names.insert(ns);
+  }
+  EXPECT_EQ(names.size(), p.all_namespaces().size());
+  for (const auto& l : p.links)
+    for (const auto* i : {&l.a, &l.b}) {
+      EXPECT_EQ(i->name.rfind("mw", 0), 0u);
+      EXPECT_LE(i->name.size(), 15u) << i->name;  // IFNAMSIZ
+    }
+}
+
+TEST(LabPlan, RoutesSendDeviceTrafficThroughTheDeviceAndTheRestOverTheBypass) {
+  auto p = plan_lab(default_lab_config());
+  // r4 -> core (at r6, via device): the device's address on r4's side.
+  EXPECT_EQ(via(p, "mwlab-r4", "10.70.0.0/24"), "10.59.1.2");
+  // r5 -> metro (at r3, via device): the device's address on r5's side.
+  EXPECT_EQ(via(p, "mwlab-r5", "10.71.0.0/24"), "10.59.2.1");
+  // r5 -> edge (at r2, bypass): r4 directly.
+  EXPECT_EQ(via(p, "mwlab-r5", "10.72.0.0/23"), "10.60.4.1");
+  // The vantages' own subnets always come back through the device.
+  EXPECT_EQ(via(p, "mwlab-r5", "10.61.0.0/24"), "10.59.2.1");
+  EXPECT_EQ(via(p, "mwlab-dev", "10.70.0.0/24"), "10.59.2.2");
+  EXPECT_EQ(via(p, "mwlab-dev", "10.71.0.0/24"), "10.59.1.1");
+  EXPECT_EQ(via(p, "mwlab-score", "default"), "10.61.2.1");
+}
+
+TEST(LabPlan, WhichPrefixesAreBehindTheDeviceFromWhere) {
+  auto p = plan_lab(default_lab_config());
+  EXPECT_TRUE(p.crosses_device("outside", prefix(p, "core")));
+  EXPECT_FALSE(p.crosses_device("outside", prefix(p, "metro")));
+  EXPECT_FALSE(p.crosses_device("outside", prefix(p, "edge")));
+  EXPECT_FALSE(p.crosses_device("inside", prefix(p, "core")));
+  EXPECT_TRUE(p.crosses_device("inside", prefix(p, "metro")));
+  EXPECT_FALSE(p.crosses_device("inside", prefix(p, "edge")));
+}
