@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
+#include <libnfnetlink/libnfnetlink.h>
 #include <linux/netfilter.h>
 
 #include <fmt/format.h>
@@ -167,6 +168,9 @@ class Device {
   std::atomic<int> sessions_{0};
   std::atomic<uint64_t> flows_seen_{0}, hellos_seen_{0}, hijacked_{0}, passed_{0}, upstream_ok_{0},
       upstream_failed_{0}, takeover_failed_{0};
+  // Why a ClientHello was passed: each a separate count, for people debugging a lab.
+  std::atomic<uint64_t> pass_off_{0}, pass_no_trigger_{0}, pass_fraction_{0}, pass_untrusted_{0}, pass_busy_{0},
+      pass_not_whole_hello_{0}, unknown_flow_data_{0};
 };
 
 bool Device::server_trusted(uint32_t server_ip) {
@@ -178,7 +182,7 @@ bool Device::server_trusted(uint32_t server_ip) {
     servers_cv_.notify_all();
   }
   // The probe runs on its own thread, on the device's own address (not queued).
-  servers_cv_.wait_for(lock, std::chrono::seconds(3),
+  servers_cv_.wait_for(lock, std::chrono::seconds(8),
                        [&] { return servers_[server_ip].state != ServerInfo::State::probing; });
   return servers_[server_ip].state == ServerInfo::State::trusted;
 }
@@ -441,22 +445,32 @@ int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
   if (ntohs(tcp->dest) != 443 || payload_len == 0) return accept();
   FlowKey key{ip->saddr, ip->daddr, tcp->source, tcp->dest};
   auto it = flows_.find(key);
-  if (it == flows_.end() || it->second.state != Flow::State::tracking || !it->second.syn_ack_seen) return accept();
+  if (it == flows_.end() || !it->second.syn_ack_seen) {
+    ++unknown_flow_data_;
+    return accept();
+  }
+  if (it->second.state != Flow::State::tracking) return accept();
   Flow& flow = it->second;
   flow.last_seen = Clock::now();
   auto hello = fingerprint::client_hello_sni(payload, payload_len);
   if (hello.status != fingerprint::HelloStatus::ok) {
     flow.state = Flow::State::passed;  // not a (whole) ClientHello in this segment: leave the flow alone
     ++passed_;
+    ++pass_not_whole_hello_;
     return accept();
   }
   ++hellos_seen_;
   std::uniform_real_distribution<double> coin(0, 1);
-  bool hijack = enabled_ && hello.sni && trigger_matches(config_.device, *hello.sni) &&
-                coin(rng_) < config_.device.fraction && sessions_ < 512 && server_trusted(ip->daddr);
-  if (!hijack) {
+  std::atomic<uint64_t>* pass_reason = nullptr;
+  if (!enabled_) pass_reason = &pass_off_;
+  else if (!hello.sni || !trigger_matches(config_.device, *hello.sni)) pass_reason = &pass_no_trigger_;
+  else if (coin(rng_) >= config_.device.fraction) pass_reason = &pass_fraction_;
+  else if (sessions_ >= 512) pass_reason = &pass_busy_;
+  else if (!server_trusted(ip->daddr)) pass_reason = &pass_untrusted_;
+  if (pass_reason) {
     flow.state = Flow::State::passed;
     ++passed_;
+    ++*pass_reason;
     return accept();
   }
   uint32_t client_window = ntohs(tcp->window);
@@ -488,7 +502,12 @@ void Device::stats_loop() {
                                 {"client_hellos", hellos_seen_.load()}, {"hijacked", hijacked_.load()},
                                 {"passed", passed_.load()},     {"takeover_failed", takeover_failed_.load()},
                                 {"upstream_ok", upstream_ok_.load()}, {"upstream_failed", upstream_failed_.load()},
-                                {"sessions_open", sessions_.load()}, {"spare_keys", keys}};
+                                {"sessions_open", sessions_.load()}, {"spare_keys", keys},
+                                {"passed_because", {{"device_off", pass_off_.load()}, {"not_a_trigger", pass_no_trigger_.load()},
+                                                    {"fraction", pass_fraction_.load()}, {"server_untrusted", pass_untrusted_.load()},
+                                                    {"too_many_sessions", pass_busy_.load()},
+                                                    {"hello_not_whole", pass_not_whole_hello_.load()}}},
+                                {"data_on_unknown_flows", unknown_flow_data_.load()}};
     std::ofstream(dir_ / "device.json.tmp") << j.dump() << "\n";
     std::error_code ec;
     fs::rename(dir_ / "device.json.tmp", dir_ / "device.json", ec);
@@ -530,6 +549,10 @@ int Device::run() {
     nfq_close(h);
     return 1;
   }
+  // Room for bursts: a scan opens thousands of flows at once, and a packet the
+  // queue cannot hold is dropped (the sender retransmits, late).
+  nfq_set_queue_maxlen(qh, 65536);
+  nfnl_rcvbufsiz(nfq_nfnlh(h), 16 * 1024 * 1024);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);

@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 
@@ -272,7 +273,17 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
                  auto it = sites->find(local.ip.to_string());
                  return it == sites->end() ? nullptr : it->second;
                }};
-  auto server = TlsServer::start({any}, {2, 10000});
+  // Every ClientHello the servers see, for tests and for people: the device's
+  // upstream ClientHello is not the client's.
+  auto hello_log = std::make_shared<std::ofstream>(dir / ("hellos-" + prefix_name + ".jsonl"), std::ios::app);
+  auto hello_mu = std::make_shared<std::mutex>();
+  TlsServer::Options options{2, 10000, [hello_log, hello_mu](const HelloSeen& h) {
+                               nlohmann::ordered_json j = {{"peer", h.peer.to_string()}, {"server", h.local.to_string()},
+                                                           {"sni", h.sni}, {"shape", h.shape}};
+                               std::lock_guard lock(*hello_mu);
+                               *hello_log << j.dump() << "\n" << std::flush;
+                             }};
+  auto server = TlsServer::start({any}, options);
   if (!server) {
     fmt::print(stderr, "lab serve: {}\n", server.error());
     return 1;

@@ -79,7 +79,7 @@ class TlsServer::Worker {
     SSL_CTX_set_num_tickets(ctx_.get(), 0);
     SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx_.get(), SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_client_hello_cb(ctx_.get(), &Worker::on_client_hello, nullptr);
+    SSL_CTX_set_client_hello_cb(ctx_.get(), &Worker::on_client_hello, this);
     static const unsigned char* const kAlpnNone = nullptr;
     (void)kAlpnNone;
     SSL_CTX_set_alpn_select_cb(
@@ -121,13 +121,14 @@ class TlsServer::Worker {
   static constexpr uint64_t kWakeTag = 1ull << 62;
   static constexpr uint64_t kListenTag = 1ull << 61;
 
-  static int on_client_hello(SSL* ssl, int* alert, void*) {
+  static int on_client_hello(SSL* ssl, int* alert, void* arg) {
     auto* c = static_cast<Conn*>(SSL_get_app_data(ssl));
     const unsigned char* ext = nullptr;
     size_t ext_len = 0;
     std::string sni;
     if (SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &ext_len) == 1)
       sni = parse_server_name(ext, ext_len);
+    if (auto* self = static_cast<Worker*>(arg); self->options_.on_hello) self->report_hello(ssl, c, sni);
     const SniRule* rule = find_rule(*c->site, sni);
     const certs::ServedChain* chain = c->site->chain.get();
     if (rule) {
@@ -158,6 +159,31 @@ class TlsServer::Worker {
       return SSL_CLIENT_HELLO_ERROR;
     }
     return SSL_CLIENT_HELLO_SUCCESS;
+  }
+
+  void report_hello(SSL* ssl, Conn* c, const std::string& sni) {
+    HelloSeen seen;
+    seen.sni = sni;
+    sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (::getpeername(c->fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+      seen.peer = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    len = sizeof ss;
+    if (::getsockname(c->fd.get(), reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+      seen.local = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+    seen.shape = std::to_string(SSL_client_hello_get0_legacy_version(ssl)) + ",";
+    const unsigned char* ciphers = nullptr;
+    size_t n = SSL_client_hello_get0_ciphers(ssl, &ciphers);
+    for (size_t i = 0; i + 1 < n; i += 2)
+      seen.shape += (i ? "-" : "") + std::to_string((ciphers[i] << 8) | ciphers[i + 1]);
+    seen.shape += ",";
+    int* exts = nullptr;
+    size_t n_exts = 0;
+    if (SSL_client_hello_get1_extensions_present(ssl, &exts, &n_exts) == 1) {
+      for (size_t i = 0; i < n_exts; ++i) seen.shape += (i ? "-" : "") + std::to_string(exts[i]);
+      OPENSSL_free(exts);
+    }
+    options_.on_hello(seen);
   }
 
   void accept_from(size_t index) {

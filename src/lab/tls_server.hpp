@@ -59,11 +59,22 @@ struct Listener {
   std::function<std::shared_ptr<const Site>(const net::Endpoint& local)> site_for;
 };
 
+// What a server saw of one ClientHello: enough to tell two clients apart.
+struct HelloSeen {
+  net::Endpoint peer;
+  net::Endpoint local;
+  std::string sni;
+  // "version,ciphers,extensions" in wire order, decimal, '-' separated (JA3's layout).
+  std::string shape;
+};
+
 class TlsServer {
  public:
   struct Options {
     int workers = 1;
     int idle_timeout_ms = 10000;  // per connection, from the last byte
+    // Called from worker threads for every ClientHello (keep it thread-safe).
+    std::function<void(const HelloSeen&)> on_hello;
   };
 
   static tl::expected<std::unique_ptr<TlsServer>, std::string> start(std::vector<Listener> listeners,

@@ -1,0 +1,284 @@
+// The lab end to end, as root: namespaces, routers, servers and the
+// interception device, scanned from both vantages. Skipped when not root.
+#include "certs/x509.hpp"
+#include "support/support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <map>
+#include <set>
+#include <sstream>
+#include <thread>
+
+using namespace mw;
+
+namespace {
+
+// A small lab with its own name, so it never meets a lab someone else runs.
+std::string lab_name() { return "t" + std::to_string(getpid() % 100000); }
+
+std::string small_lab_toml(const std::string& name) {
+  return "name = \"" + name + R"("
+routers = 6
+device_after = 4
+[[vantages]]
+name = "outside"
+attach = 1
+[[vantages]]
+name = "inside"
+attach = 5
+[[prefixes]]
+name = "core"
+cidr = "10.70.0.0/24"
+servers = 5
+untrusted = 1
+attach = 6
+[[prefixes]]
+name = "metro"
+cidr = "10.71.0.0/24"
+servers = 7
+untrusted = 1
+attach = 3
+[[prefixes]]
+name = "edge"
+cidr = "10.72.0.0/24"
+servers = 6
+untrusted = 2
+attach = 2
+via_device = false
+)";
+}
+
+std::vector<nlohmann::json> parse_lines(const std::string& text) {
+  std::vector<nlohmann::json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
+  return out;
+}
+
+class LabTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (geteuid() != 0) return;
+    dir_ = new test::TempDir();
+    name_ = lab_name();
+    test::write_file(dir_->file("lab.toml"), small_lab_toml(name_));
+    auto r = test::run_mitmwatch({"lab", "up", "--config", dir_->file("lab.toml")}, "", std::chrono::seconds(120));
+    up_ok_ = r.exit_code == 0;
+    up_log_ = r.err;
+    auto s = test::run_mitmwatch({"lab", "status", "--json", "--name", name_});
+    if (s.exit_code == 0) status_ = nlohmann::json::parse(s.out);
+  }
+  static void TearDownTestSuite() {
+    if (geteuid() != 0) return;
+    test::run_mitmwatch({"lab", "down", "--name", name_});
+    delete dir_;
+  }
+  void SetUp() override {
+    if (geteuid() != 0) GTEST_SKIP() << "the lab needs root";
+    ASSERT_TRUE(up_ok_) << up_log_;
+  }
+
+  static std::string ca() { return "/run/mitmwatch-lab/" + name_ + "/public-root.pem"; }
+  static std::string targets_file() {
+    std::string all;
+    for (const auto& p : status_["prefixes"])
+      for (const auto& s : p["servers"]) all += s["address"].get<std::string>() + "\n";
+    test::write_file(dir_->file("targets.txt"), all);
+    return dir_->file("targets.txt");
+  }
+  static test::RunResult in_vantage(const std::string& vantage, std::vector<std::string> cmd) {
+    std::vector<std::string> args{"lab", "exec", "--name", name_, vantage, "--"};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    return test::run_mitmwatch(args, "", std::chrono::seconds(120));
+  }
+  static std::vector<nlohmann::json> scan(const std::string& vantage, std::vector<std::string> extra) {
+    std::vector<std::string> cmd{MW_BINARY, "scan", "--allow-private", "--quiet", "--ca-file", ca(),
+                                 "--handshake-timeout", "20"};
+    cmd.insert(cmd.end(), extra.begin(), extra.end());
+    auto r = in_vantage(vantage, cmd);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return parse_lines(r.out);
+  }
+
+  static test::TempDir* dir_;
+  static std::string name_;
+  static bool up_ok_;
+  static std::string up_log_;
+  static nlohmann::json status_;
+};
+test::TempDir* LabTest::dir_ = nullptr;
+std::string LabTest::name_;
+bool LabTest::up_ok_ = false;
+std::string LabTest::up_log_;
+nlohmann::json LabTest::status_;
+
+}  // namespace
+
+TEST_F(LabTest, EachVantageFindsExactlyTheTrustedServersBehindTheDevice) {
+  for (const std::string vantage : {"outside", "inside"}) {
+    std::set<std::string> expected, trusted;
+    for (const auto& p : status_["prefixes"])
+      for (const auto& s : p["servers"]) {
+        std::string target = s["address"].get<std::string>() + ":443";
+        if (s["trusted"].get<bool>()) trusted.insert(target);
+        if (s["trusted"].get<bool>() && p["behind_device_from"][vantage].get<bool>()) expected.insert(target);
+      }
+    ASSERT_FALSE(expected.empty());
+    // Untrusted servers included on purpose: the device must leave them alone.
+    auto records = scan(vantage, {"-i", targets_file(), "--sni", "facebook.com,www.google.com,example.org"});
+    std::set<std::string> intercepted;
+    for (const auto& r : records) {
+      if (r["verdict"] == "intercepted") {
+        intercepted.insert(r["target"].get<std::string>());
+        EXPECT_NE(r["sni"], "example.org") << "a non-trigger SNI was hijacked: " << r["target"];
+      } else {
+        EXPECT_EQ(r["verdict"], "clean") << vantage << " " << r["target"] << " " << r["sni"];
+      }
+    }
+    EXPECT_EQ(intercepted, expected) << vantage;
+    for (const auto& t : intercepted) EXPECT_TRUE(trusted.count(t)) << "an untrusted server was hijacked: " << t;
+  }
+}
+
+TEST_F(LabTest, TheForgedLeafFollowsTheRecipe) {
+  auto records = scan("outside", {"--sni", "facebook.com", "--retries", "0", "10.70.0.1"});
+  ASSERT_EQ(records.size(), 1u);
+  ASSERT_EQ(records[0]["verdict"], "intercepted");
+  auto cert_of = [](const nlohmann::json& attempt, size_t i) {
+    auto der = certs::unbase64(attempt["chain"][i].get<std::string>());
+    return std::move(*certs::from_der(*der));
+  };
+  auto real = cert_of(records[0]["attempts"][0], 0), forged = cert_of(records[0]["attempts"][1], 0);
+  auto forged_ca = cert_of(records[0]["attempts"][1], 1);
+  // Names copied.
+  EXPECT_EQ(certs::subject_text(forged.get()), certs::subject_text(real.get()));
+  EXPECT_EQ(certs::dns_names(forged.get()), certs::dns_names(real.get()));
+  // Key: RSA-2048, e=3.
+  EVP_PKEY* key = X509_get0_pubkey(forged.get());
+  EXPECT_EQ(EVP_PKEY_get_base_id(key), EVP_PKEY_RSA);
+  EXPECT_EQ(EVP_PKEY_get_bits(key), 2048);
+  BIGNUM* e = nullptr;
+  ASSERT_EQ(EVP_PKEY_get_bn_param(key, "e", &e), 1);
+  EXPECT_EQ(BN_get_word(e), 3u);
+  BN_free(e);
+  // Validity: both ends exactly 6 hours earlier.
+  int days = 0, secs = 0;
+  ASSERT_EQ(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(real.get()), X509_get0_notBefore(forged.get())), 1);
+  EXPECT_EQ(days * 86400 + secs, -6 * 3600);
+  ASSERT_EQ(ASN1_TIME_diff(&days, &secs, X509_get0_notAfter(real.get()), X509_get0_notAfter(forged.get())), 1);
+  EXPECT_EQ(days * 86400 + secs, -6 * 3600);
+  // Serial: the real one above its low 33 bits.
+  auto serial_bytes = [](X509* c) {
+    const ASN1_INTEGER* s = X509_get0_serialNumber(c);
+    return std::vector<unsigned char>(ASN1_STRING_get0_data(s), ASN1_STRING_get0_data(s) + ASN1_STRING_length(s));
+  };
+  auto rs = serial_bytes(real.get()), fs = serial_bytes(forged.get());
+  ASSERT_EQ(rs.size(), fs.size());
+  for (size_t i = 0; i + 5 < rs.size(); ++i) EXPECT_EQ(rs[i] & (i == 0 ? 0x7f : 0xff), fs[i]) << "byte " << i;
+  EXPECT_EQ(rs[rs.size() - 5] & 0xfe, fs[fs.size() - 5] & 0xfe);
+  EXPECT_NE(rs, fs);
+  // Extensions: exactly the fixed set.
+  std::set<int> nids;
+  for (int i = 0; i < X509_get_ext_count(forged.get()); ++i)
+    nids.insert(OBJ_obj2nid(X509_EXTENSION_get_object(X509_get_ext(forged.get(), i))));
+  EXPECT_EQ(nids, (std::set<int>{NID_subject_key_identifier, NID_authority_key_identifier, NID_basic_constraints,
+                                 NID_key_usage, NID_ext_key_usage, NID_subject_alt_name}));
+  EXPECT_EQ(X509_get_extended_key_usage(forged.get()), static_cast<uint32_t>(XKU_SSL_SERVER | XKU_SSL_CLIENT));
+  // Issuer chain: C=KZ, CN=Security Certificate under C=KZ, CN=Qaznet Trust Network (lab-made).
+  EXPECT_EQ(certs::issuer_text(forged.get()), "CN=Security Certificate,C=KZ");
+  EXPECT_EQ(certs::issuer_text(forged_ca.get()), "CN=Qaznet Trust Network,C=KZ");
+  EXPECT_EQ(EVP_PKEY_get_bits(X509_get0_pubkey(forged_ca.get())), 2048);
+  // One key per host: a second connection gets the same forged key.
+  auto again = scan("outside", {"--sni", "google.com", "--retries", "0", "10.70.0.1"});
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(again[0]["attempts"][1]["leaf"]["spki_sha256"], records[0]["attempts"][1]["leaf"]["spki_sha256"]);
+}
+
+TEST_F(LabTest, TheUpstreamClientHelloIsNotTheClients) {
+  scan("outside", {"--sni", "vk.com", "--retries", "0", "10.70.0.2"});
+  auto log = parse_lines(test::read_file("/run/mitmwatch-lab/" + name_ + "/hellos-core.jsonl"));
+  std::string vantage = status_["vantages"][0]["address"].get<std::string>();
+  std::set<std::string> upstream_shapes;
+  for (const auto& h : log)
+    if (h["sni"] == "vk.com" && h["server"] == "10.70.0.2:443") {
+      // It comes from the client's own address: only its fingerprint gives it away.
+      EXPECT_EQ(h["peer"].get<std::string>().rfind(vantage + ":", 0), 0u) << h;
+      upstream_shapes.insert(h["shape"].get<std::string>());
+    }
+  ASSERT_FALSE(upstream_shapes.empty()) << "the device's upstream connection never reached the server";
+  // The scanner's own ClientHello, as servers see it for non-trigger SNIs (its
+  // trigger ClientHellos never reach them: the device drops those).
+  std::set<std::string> client_shapes;
+  for (const auto& h : log) {
+    std::string sni = h["sni"].get<std::string>();
+    if (sni == "example.org" || (sni.size() > 12 && sni.substr(sni.size() - 12) == ".example.com"))
+      client_shapes.insert(h["shape"].get<std::string>());
+  }
+  ASSERT_FALSE(client_shapes.empty());
+  for (const auto& s : upstream_shapes) EXPECT_FALSE(client_shapes.count(s)) << s;
+}
+
+TEST_F(LabTest, TtlLimitedClientHelloFindsTheDeviceBetweenHopsFourAndFive) {
+  std::string hello = std::string(MW_SHARED_DATA) + "/clienthellos/fb-2019.hex";
+  std::string script = std::string(MW_SOURCE_DIR) + "/tests/lab/ttl_probe.py";
+  auto probe = [&](int ttl) {
+    auto r = in_vantage("outside", {"python3", script, "10.70.0.3", "443", std::to_string(ttl), hello, "1.5"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  // The ClientHello dies at r4: no answer from anyone.
+  EXPECT_EQ(probe(4).rfind("silence", 0), 0u);
+  // It reaches the device (between r4 and r5): the forged chain comes back.
+  std::string answer = probe(5);
+  ASSERT_EQ(answer.rfind("answer ", 0), 0u) << answer;
+  auto hex_of = [](const std::string& s) { return certs::hex(reinterpret_cast<const unsigned char*>(s.data()), s.size()); };
+  EXPECT_NE(answer.find(hex_of("Security Certificate")), std::string::npos);
+  EXPECT_EQ(answer.find(hex_of("Lab Public CA")), std::string::npos);
+}
+
+TEST_F(LabTest, SwitchingTheDeviceOffStopsInterception) {
+  auto sw = test::run_mitmwatch({"lab", "device", "off", "--name", name_});
+  ASSERT_EQ(sw.exit_code, 0) << sw.err;
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the device reads the switch 4 times a second
+  auto off = scan("outside", {"--sni", "facebook.com", "10.70.0.4"});
+  ASSERT_EQ(test::run_mitmwatch({"lab", "device", "on", "--name", name_}).exit_code, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  auto on = scan("outside", {"--sni", "facebook.com", "10.70.0.4"});
+  ASSERT_EQ(off.size(), 1u);
+  ASSERT_EQ(on.size(), 1u);
+  EXPECT_EQ(off[0]["verdict"], "clean");
+  EXPECT_EQ(on[0]["verdict"], "intercepted");
+  auto status = nlohmann::json::parse(test::run_mitmwatch({"lab", "status", "--json", "--name", name_}).out);
+  EXPECT_GT(status["device"]["state"]["hijacked"].get<int>(), 0);
+  EXPECT_GT(status["device"]["state"]["passed_because"]["device_off"].get<int>(), 0);
+}
+
+TEST(LabLifecycle, UpOverAStaleLabAndDownLeaveNothingBehind) {
+  if (geteuid() != 0) GTEST_SKIP() << "the lab needs root";
+  test::TempDir dir;
+  std::string name = "u" + std::to_string(getpid() % 100000);
+  test::write_file(dir.file("lab.toml"), small_lab_toml(name));
+  auto up = [&] { return test::run_mitmwatch({"lab", "up", "--config", dir.file("lab.toml")}, "", std::chrono::seconds(120)); };
+  auto first = up();
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto second = up();  // on top of the running one: it is removed first
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  auto down = test::run_mitmwatch({"lab", "down", "--name", name});
+  EXPECT_EQ(down.exit_code, 0) << down.err;
+  auto list = test::run_mitmwatch({"lab", "status", "--name", name});
+  EXPECT_NE(list.exit_code, 0);
+  EXPECT_FALSE(std::filesystem::exists("/run/mitmwatch-lab/" + name));
+  FILE* p = popen("ip netns list", "r");
+  char buf[4096];
+  std::string all;
+  while (fgets(buf, sizeof buf, p)) all += buf;
+  pclose(p);
+  EXPECT_EQ(all.find("mw" + name + "-"), std::string::npos) << all;
+}
