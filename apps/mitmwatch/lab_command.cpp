@@ -129,6 +129,8 @@ Examples:
   exec->add_option("vantage", f->vantage, "Vantage name (outside, inside)")->required();
   exec->add_option("command", f->command, "The command, after --")->required();
   exec->positionals_at_end();
+  auto* demo = app.add_subcommand("demo", "Bring the default lab up, run the study from both vantages, take it down");
+  demo->add_flag("--keep", f->json, "Leave the lab up afterwards");
   auto* device = app.add_subcommand("device", "Switch the interception device: lab device on|off");
   device->add_option("state", f->prefix, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
   auto* device_run = app.add_subcommand("device-run", "");  // internal: the device process
@@ -137,8 +139,9 @@ Examples:
   serve->group("");
   serve->add_option("--prefix", f->prefix)->required();
   for (auto* sub : {down, status, exec, serve, device, device_run}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
-  return [f, up, down, status, exec, serve, device, device_run] {
+  return [f, up, down, status, exec, serve, device, device_run, demo] {
     if (up->parsed()) return lab_up_cmd(*f);
+    if (demo->parsed()) return run_lab_demo(self_exe(), f->json);
     if (down->parsed()) {
       require_root();
       lab::lab_down(f->name);

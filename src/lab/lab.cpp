@@ -198,6 +198,9 @@ tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& 
   j["routers"] = plan->routers;
   j["device"] = plan->device.empty() ? nlohmann::ordered_json(nullptr)
                                      : nlohmann::ordered_json{{"namespace", plan->device},
+                                                              {"triggers", plan->config.device.triggers},
+                                                              {"match", plan->config.device.match_subdomains ? "subdomains" : "exact"},
+                                                              {"fraction", plan->config.device.fraction},
                                                               {"between_routers", {plan->config.device_after,
                                                                                    plan->config.device_after + 1}}};
   nlohmann::ordered_json vantages = nlohmann::ordered_json::array();
