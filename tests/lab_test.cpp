@@ -255,9 +255,15 @@ TEST_F(LabTest, SwitchingTheDeviceOffStopsInterception) {
   ASSERT_EQ(on.size(), 1u);
   EXPECT_EQ(off[0]["verdict"], "clean");
   EXPECT_EQ(on[0]["verdict"], "intercepted");
-  auto status = nlohmann::json::parse(test::run_mitmwatch({"lab", "status", "--json", "--name", name_}).out);
-  EXPECT_GT(status["device"]["state"]["hijacked"].get<int>(), 0);
-  EXPECT_GT(status["device"]["state"]["passed_because"]["device_off"].get<int>(), 0);
+  // The device writes its counters four times a second: wait for this test's to show.
+  nlohmann::json state;
+  for (int i = 0; i < 40; ++i) {
+    state = nlohmann::json::parse(test::run_mitmwatch({"lab", "status", "--json", "--name", name_}).out)["device"]["state"];
+    if (state["hijacked"].get<int>() > 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GT(state["hijacked"].get<int>(), 0) << state;
+  EXPECT_GT(state["passed_because"]["device_off"].get<int>(), 0) << state;
 }
 
 TEST(LabLifecycle, UpOverAStaleLabAndDownLeaveNothingBehind) {
