@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   actions[scan] = mw::app::add_scan_command(*scan);
   auto* demo = app.add_subcommand("demo", "Start local TLS servers, some behind a stand-in interceptor, and scan them");
   actions[demo] = mw::app::add_demo_command(*demo);
+  auto* certs = app.add_subcommand("certs", "Forensics of forged certificates: diff, recipes, shapes");
+  actions[certs] = mw::app::add_certs_command(*certs);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

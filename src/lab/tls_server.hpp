@@ -56,7 +56,7 @@ struct Listener {
   std::shared_ptr<const Site> site;
   // When bound to a wildcard address, picks the site by the address the
   // client connected to; no site: the connection is closed.
-  std::function<std::shared_ptr<const Site>(const net::Endpoint& local)> site_for;
+  std::function<std::shared_ptr<const Site>(const net::Endpoint& local)> site_for = {};
 };
 
 // What a server saw of one ClientHello: enough to tell two clients apart.
