@@ -288,3 +288,28 @@ TEST(LabLifecycle, UpOverAStaleLabAndDownLeaveNothingBehind) {
   pclose(p);
   EXPECT_EQ(all.find("mw" + name + "-"), std::string::npos) << all;
 }
+
+TEST_F(LabTest, CertsRecipeRecoversEveryPointOfTheLabsRecipe) {
+  std::string records;
+  for (const auto& r : scan("outside", {"-i", targets_file(), "--sni", "facebook.com,vk.com"})) records += r.dump() + "\n";
+  test::write_file(dir_->file("scan.jsonl"), records);
+  auto out = test::run_mitmwatch({"certs", "recipe", "--from-scan", dir_->file("scan.jsonl"), "--ca-file", ca(), "--json"});
+  ASSERT_EQ(out.exit_code, 0) << out.err;
+  auto recipes = parse_lines(out.out);
+  ASSERT_EQ(recipes.size(), 1u) << out.out;  // one interception system
+  const auto& r = recipes[0];
+  EXPECT_EQ(r["hosts"], 4);  // the trusted core servers
+  EXPECT_EQ(r["names_copied"], true);
+  EXPECT_EQ(r["key_replaced"], true);
+  EXPECT_EQ(r["key_algorithm"], "RSA");
+  EXPECT_EQ(r["key_bits"], 2048);
+  EXPECT_EQ(r["rsa_exponent"], 3);
+  EXPECT_EQ(r["key_per_host"], true);
+  EXPECT_EQ(r["validity_shift"], -21600);
+  EXPECT_LE(r["serial_low_bits"].get<int>(), 33);
+  // The device reuses one forged certificate per host: the max over 4 random 33-bit tails.
+  EXPECT_GE(r["serial_low_bits"].get<int>(), 28);
+  EXPECT_EQ(r["extension_oids"], nlohmann::json({"2.5.29.14", "2.5.29.35", "2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17"}));
+  EXPECT_EQ(r["forged_issuer"], "CN=Security Certificate,C=KZ");
+  EXPECT_EQ(r["issuer_chain"][1], "CN=Qaznet Trust Network,C=KZ");
+}
