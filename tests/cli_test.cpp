@@ -58,14 +58,6 @@ class CliTest : public ::testing::Test {
 };
 lab::StandInWorld* CliTest::world_ = nullptr;
 
-std::vector<nlohmann::json> parse_lines(const std::string& text) {
-  std::vector<nlohmann::json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 }  // namespace
 
@@ -131,7 +123,7 @@ TEST_F(CliTest, ScansFromStdinToJsonLinesWithASummary) {
                     world_->blocking_site("c.example", lab::SniAction::reset)});
   auto r = test::run_mitmwatch(scan_args({"--sni", "facebook.com,google.com"}), lines_of(eps));
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = parse_lines(r.out);
+  auto records = test::parse_lines(r.out);
   ASSERT_EQ(records.size(), 6u);
   std::map<std::string, std::set<std::string>> verdicts;
   for (const auto& rec : records) {
@@ -162,7 +154,7 @@ TEST_F(CliTest, SelectTrustedWritesATargetListForTheNextScan) {
   EXPECT_NE(r.err.find("2 of 4 targets"), std::string::npos) << r.err;
   auto next = test::run_mitmwatch(scan_args({"-i", list, "--sni", "facebook.com"}));
   ASSERT_EQ(next.exit_code, 0) << next.err;
-  EXPECT_EQ(parse_lines(next.out).size(), 2u);
+  EXPECT_EQ(test::parse_lines(next.out).size(), 2u);
 }
 
 TEST_F(CliTest, ShardsSplitTheTargetsExactlyOnce) {
@@ -176,7 +168,7 @@ TEST_F(CliTest, ShardsSplitTheTargetsExactlyOnce) {
     auto r = test::run_mitmwatch(scan_args({"-i", input, "--sni", "facebook.com", "--shard",
                                             std::to_string(i) + "/3"}));
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    for (const auto& rec : parse_lines(r.out)) seen.insert(rec["target"].get<std::string>());
+    for (const auto& rec : test::parse_lines(r.out)) seen.insert(rec["target"].get<std::string>());
   }
   std::multiset<std::string> all;
   for (const auto& e : eps) all.insert(e.to_string());
@@ -244,7 +236,7 @@ TEST_F(CliTest, CaDirAndSourceAddressAreUsed) {
   auto r = test::run_mitmwatch({"scan", "--allow-private", "--quiet", "--ca-dir", ca_dir, "--source-ip", "127.0.0.5",
                                 "--sni", "facebook.com", eps[0].to_string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto records = parse_lines(r.out);
+  auto records = test::parse_lines(r.out);
   ASSERT_EQ(records.size(), 1u);
   EXPECT_EQ(records[0]["attempts"][0]["trusted"], true);
   // Without the lab root in the store the same chain is untrusted.
@@ -253,7 +245,7 @@ TEST_F(CliTest, CaDirAndSourceAddressAreUsed) {
   r = test::run_mitmwatch({"scan", "--allow-private", "--quiet", "--ca-file", other, "--sni", "facebook.com",
                            eps[0].to_string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(parse_lines(r.out)[0]["attempts"][0]["trusted"], false);
+  EXPECT_EQ(test::parse_lines(r.out)[0]["attempts"][0]["trusted"], false);
 }
 
 TEST_F(CliTest, ProgressBarOnATerminalOnly) {

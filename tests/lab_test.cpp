@@ -53,14 +53,6 @@ via_device = false
 )";
 }
 
-std::vector<nlohmann::json> parse_lines(const std::string& text) {
-  std::vector<nlohmann::json> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (!line.empty()) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
 
 class LabTest : public ::testing::Test {
  protected:
@@ -104,7 +96,7 @@ class LabTest : public ::testing::Test {
     cmd.insert(cmd.end(), extra.begin(), extra.end());
     auto r = in_vantage(vantage, cmd);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    return parse_lines(r.out);
+    return test::parse_lines(r.out);
   }
 
   static test::TempDir* dir_;
@@ -203,7 +195,7 @@ TEST_F(LabTest, TheForgedLeafFollowsTheRecipe) {
 
 TEST_F(LabTest, TheUpstreamClientHelloIsNotTheClients) {
   scan("outside", {"--sni", "vk.com", "--retries", "0", "10.70.0.2"});
-  auto log = parse_lines(test::read_file("/run/mitmwatch-lab/" + name_ + "/hellos-core.jsonl"));
+  auto log = test::parse_lines(test::read_file("/run/mitmwatch-lab/" + name_ + "/hellos-core.jsonl"));
   std::string vantage = status_["vantages"][0]["address"].get<std::string>();
   std::set<std::string> upstream_shapes;
   for (const auto& h : log)
@@ -295,7 +287,7 @@ TEST_F(LabTest, CertsRecipeRecoversEveryPointOfTheLabsRecipe) {
   test::write_file(dir_->file("scan.jsonl"), records);
   auto out = test::run_mitmwatch({"certs", "recipe", "--from-scan", dir_->file("scan.jsonl"), "--ca-file", ca(), "--json"});
   ASSERT_EQ(out.exit_code, 0) << out.err;
-  auto recipes = parse_lines(out.out);
+  auto recipes = test::parse_lines(out.out);
   ASSERT_EQ(recipes.size(), 1u) << out.out;  // one interception system
   const auto& r = recipes[0];
   EXPECT_EQ(r["hosts"], 4);  // the trusted core servers

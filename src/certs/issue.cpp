@@ -147,6 +147,16 @@ ServedChain make_leaf(const Authority& ca, const std::vector<std::string>& dns_n
   return chain;
 }
 
+ServedChain make_self_signed(const std::string& name) {
+  ServedChain chain;
+  chain.key = make_ec_p256_key();
+  CertSpec spec;
+  spec.subject = {{"CN", name}};
+  spec.dns_names = {name};
+  chain.leaf = issue(spec, chain.key.get(), nullptr);
+  return chain;
+}
+
 tls::X509Ptr forge_like(X509* real, EVP_PKEY* new_key, const Authority& forger, const ForgeRecipe& recipe) {
   tls::X509Ptr cert(X509_new());
   X509_set_version(cert.get(), 2);

@@ -49,6 +49,9 @@ Authority make_intermediate(const Authority& parent, const NameParts& subject, t
 ServedChain make_leaf(const Authority& ca, const std::vector<std::string>& dns_names,
                       const std::vector<const Authority*>& intermediates = {});
 
+// A self-signed leaf for `name`, trusted by nobody.
+ServedChain make_self_signed(const std::string& name);
+
 // How the forger changes the real certificate. Defaults: the July 2019 recipe.
 struct ForgeRecipe {
   std::chrono::seconds validity_shift{-6 * 3600};  // both notBefore and notAfter

@@ -258,17 +258,8 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
     auto addr = server_address(*prefix, i);
     std::string name = fmt::format("s{}.{}.lab.example", i + 1, prefix->name);
     auto site = std::make_shared<Site>();
-    if (server_untrusted(*prefix, i)) {
-      auto chain = std::make_shared<certs::ServedChain>();
-      chain->key = certs::make_ec_p256_key();
-      certs::CertSpec spec;
-      spec.subject = {{"CN", name}};
-      spec.dns_names = {name};
-      chain->leaf = certs::issue(spec, chain->key.get(), nullptr);
-      site->chain = chain;
-    } else {
-      site->chain = std::make_shared<certs::ServedChain>(certs::make_leaf(*ca, {name}, {&*ca}));
-    }
+    site->chain = std::make_shared<certs::ServedChain>(server_untrusted(*prefix, i) ? certs::make_self_signed(name)
+                                                                                    : certs::make_leaf(*ca, {name}, {&*ca}));
     (*sites)[addr.to_string()] = site;
   }
   Listener any{{*net::IpAddress::parse("0.0.0.0"), 443}, nullptr,

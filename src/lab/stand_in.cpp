@@ -37,13 +37,7 @@ std::shared_ptr<Site> StandInWorld::blocking_site(const std::string& name, SniAc
 
 std::shared_ptr<Site> StandInWorld::self_signed_site(const std::string& name) const {
   auto site = std::make_shared<Site>();
-  auto chain = std::make_shared<certs::ServedChain>();
-  chain->key = certs::make_ec_p256_key();
-  certs::CertSpec spec;
-  spec.subject = {{"CN", name}};
-  spec.dns_names = {name};
-  chain->leaf = certs::issue(spec, chain->key.get(), nullptr);
-  site->chain = chain;
+  site->chain = std::make_shared<certs::ServedChain>(certs::make_self_signed(name));
   return site;
 }
 

@@ -5,6 +5,8 @@
 #include "certs/issue.hpp"
 #include "tls/observation.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -25,6 +27,9 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Each non-empty line of JSON Lines text, parsed (throws on a bad line).
+std::vector<nlohmann::json> parse_lines(const std::string& text);
 
 void write_file(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);
