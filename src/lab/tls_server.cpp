@@ -80,8 +80,6 @@ class TlsServer::Worker {
     SSL_CTX_set_session_cache_mode(ctx_.get(), SSL_SESS_CACHE_OFF);
     SSL_CTX_set_mode(ctx_.get(), SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_client_hello_cb(ctx_.get(), &Worker::on_client_hello, this);
-    static const unsigned char* const kAlpnNone = nullptr;
-    (void)kAlpnNone;
     SSL_CTX_set_alpn_select_cb(
         ctx_.get(),
         [](SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned inlen, void*) {
