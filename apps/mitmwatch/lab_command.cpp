@@ -3,6 +3,7 @@
 #include "commands.hpp"
 #include "lab/device.hpp"
 #include "lab/lab.hpp"
+#include "lab/link_delay.hpp"
 
 #include <fmt/format.h>
 
@@ -135,11 +136,14 @@ Examples:
   device->add_option("state", f->prefix, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
   auto* device_run = app.add_subcommand("device-run", "");  // internal: the device process
   device_run->group("");
+  auto* delay_run = app.add_subcommand("delay-run", "");  // internal: one router's link delay
+  delay_run->group("");
+  delay_run->add_option("--router", f->prefix)->required();
   auto* serve = app.add_subcommand("serve", "");  // internal: the server process of one server namespace
   serve->group("");
   serve->add_option("--prefix", f->prefix)->required();
-  for (auto* sub : {down, status, exec, serve, device, device_run}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
-  return [f, up, down, status, exec, serve, device, device_run, demo] {
+  for (auto* sub : {down, status, exec, serve, device, device_run, delay_run}) sub->add_option("--name", f->name, "Lab name")->capture_default_str();
+  return [f, up, down, status, exec, serve, device, device_run, delay_run, demo] {
     if (up->parsed()) return lab_up_cmd(*f);
     if (demo->parsed()) return run_lab_demo(self_exe(), f->json);
     if (down->parsed()) {
@@ -152,6 +156,11 @@ Examples:
     if (exec->parsed()) return lab_exec_cmd(*f);
     if (serve->parsed()) return lab::serve_prefix(f->name, f->prefix);
     if (device_run->parsed()) return lab::run_device(f->name);
+    if (delay_run->parsed()) {
+      auto plan = lab::running_plan(f->name);
+      if (!plan) throw std::runtime_error(plan.error());
+      return lab::run_link_delay(plan->config.link_delay_ms, lab::state_dir(f->name) + "/delay-" + f->prefix + ".ready");
+    }
     if (device->parsed()) {
       require_root();
       if (auto plan = lab::running_plan(f->name); !plan) throw std::runtime_error(plan.error());

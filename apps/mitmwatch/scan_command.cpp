@@ -3,6 +3,7 @@
 #include "cli/progress.hpp"
 #include "cli/scan_summary.hpp"
 #include "commands.hpp"
+#include "target_input.hpp"
 #include "drivers/scan.hpp"
 #include "io/jsonl.hpp"
 #include "net/targets.hpp"
@@ -30,12 +31,7 @@ std::atomic<bool> g_stop_requested{false};
 extern "C" void on_stop_signal(int) { g_stop_requested = true; }
 
 struct ScanFlags {
-  std::vector<std::string> targets;
-  std::string input;
-  uint16_t port = 443;
-  std::string blocklist;
-  bool allow_private = false;
-  std::string shard = "0/1";
+  TargetFlags targets;
   std::vector<std::string> snis;
   std::string sni_file;
   std::string control;
@@ -55,76 +51,9 @@ struct ScanFlags {
   bool quiet = false;
 };
 
-// A label no deny-list holds, under a reserved name (RFC 2606), fresh per scan.
-std::string random_control_name() {
-  std::random_device rd;
-  std::mt19937 gen(rd());
-  std::uniform_int_distribution<int> letter(0, 25);
-  std::string label;
-  for (int i = 0; i < 12; ++i) label.push_back(static_cast<char>('a' + letter(gen)));
-  return label + ".example.com";
-}
-
-std::vector<std::string> read_lines(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) throw UsageError(fmt::format("{} {}: cannot open file", what, path));
-  std::vector<std::string> out;
-  std::string line;
-  while (std::getline(in, line)) {
-    auto hash = line.find('#');
-    if (hash != std::string::npos) line.erase(hash);
-    line.erase(0, line.find_first_not_of(" \t\r"));
-    line.erase(line.find_last_not_of(" \t\r") + 1);
-    if (!line.empty()) out.push_back(line);
-  }
-  return out;
-}
-
-void check_domain(const std::string& name, const std::string& where) {
-  bool ok = !name.empty() && name.size() <= 253;
-  for (char c : name)
-    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) ok = false;
-  if (!ok) throw UsageError(fmt::format("{} '{}' is not a domain name", where, name));
-}
-
 int run_scan(const ScanFlags& f) {
   // 1. Validate everything before anything is written.
-  std::vector<net::TargetSpec> specs;
-  for (const auto& t : f.targets) {
-    auto spec = net::parse_target(t, f.port);
-    if (!spec) throw UsageError("target " + spec.error());
-    specs.push_back(*spec);
-  }
-  if (!f.input.empty() || f.targets.empty()) {
-    std::string source = f.input.empty() ? "-" : f.input;
-    if (source == "-" && f.input.empty() && isatty(STDIN_FILENO))
-      throw UsageError("no targets: give them as arguments, with -i FILE, or on stdin");
-    std::ifstream file;
-    std::istream* in = &std::cin;
-    if (source != "-") {
-      file.open(source);
-      if (!file) throw UsageError("input " + source + ": cannot open file");
-      in = &file;
-    }
-    auto more = net::read_targets(*in, source == "-" ? "stdin" : source, f.port);
-    if (!more) throw UsageError(more.error());
-    specs.insert(specs.end(), more->begin(), more->end());
-  }
-  if (specs.empty()) throw UsageError("no targets in the input");
-  if (auto ok = net::check_reserved(specs, f.allow_private); !ok) throw UsageError(ok.error());
-
-  net::TargetFilter filter;
-  filter.allow_reserved = f.allow_private;
-  auto shard = net::Shard::parse(f.shard);
-  if (!shard) throw UsageError(shard.error());
-  filter.shard = *shard;
-  if (!f.blocklist.empty()) {
-    std::ifstream in(f.blocklist);
-    if (!in) throw UsageError("blocklist " + f.blocklist + ": cannot open file");
-    auto bl = net::read_blocklist(in, f.blocklist);
-    if (!bl) throw UsageError("blocklist " + bl.error());
-    filter.blocklist = std::move(*bl);
-  }
+  auto stream = open_targets(f.targets);
 
   drivers::ScanOptions options;
   if (!f.select_trusted) {
@@ -177,11 +106,7 @@ int run_scan(const ScanFlags& f) {
 
   if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
   if (f.resume && f.select_trusted) throw UsageError("--resume does not apply to --select-trusted");
-  if (f.output != "-" && !f.resume && !f.overwrite) {
-    struct stat st;
-    if (::stat(f.output.c_str(), &st) == 0 && st.st_size > 0)
-      throw UsageError("output " + f.output + " already holds results; use --resume to finish it or --overwrite");
-  }
+  check_output(f.output, f.resume, f.overwrite);
 
   // 2. Recover what a previous run wrote, then open the output.
   cli::ScanSummary summary;
@@ -197,8 +122,7 @@ int run_scan(const ScanFlags& f) {
   auto out = io::JsonlWriter::open(f.output, f.resume);
   if (!out) throw std::runtime_error(out.error());
 
-  net::TargetStream stream(std::move(specs), filter);
-  auto total_targets = stream.count();
+  auto total_targets = stream->count();
   bool tty = isatty(STDERR_FILENO) && !f.quiet;
   cli::ProgressBar bar(stderr, tty, total_targets, "targets");
 
@@ -235,17 +159,17 @@ int run_scan(const ScanFlags& f) {
 
   auto t0 = std::chrono::steady_clock::now();
   drivers::Scanner scanner(options, *profile, *trust, *registry);
-  auto stats = scanner.run(stream, hooks);
+  auto stats = scanner.run(*stream, hooks);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
   (void)out->sync();
   if (!write_error.empty()) throw std::runtime_error(write_error);
 
-  if (stream.skipped_reserved() && !f.quiet)
+  if (stream->skipped_reserved() && !f.quiet)
     fmt::print(stderr, "skipped {} reserved or private addresses (--allow-private scans them)\n",
-               stream.skipped_reserved());
-  if (stream.skipped_blocklisted() && !f.quiet)
-    fmt::print(stderr, "skipped {} blocklisted addresses\n", stream.skipped_blocklisted());
+               stream->skipped_reserved());
+  if (stream->skipped_blocklisted() && !f.quiet)
+    fmt::print(stderr, "skipped {} blocklisted addresses\n", stream->skipped_blocklisted());
   if (f.select_trusted) {
     fmt::print(stderr, "select-trusted: {} of {} targets presented a trusted chain ({:.1f} %)\n", trusted_selected,
                stats.targets, stats.targets ? 100.0 * trusted_selected / stats.targets : 0.0);
@@ -283,14 +207,7 @@ Examples:
   jq -r 'select(.verdict=="intercepted") | [.target, .sni, .attempts[1].leaf.issuer] | @tsv' out.jsonl
 
 Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 bad usage.)");
-  app.add_option("targets", f->targets, "Targets: IP, IP:PORT, [IPv6]:PORT, CIDR, CIDR:PORT, host:port")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  app.add_option("-i,--input", f->input, "Read targets from FILE, one a line ('-': stdin)");
-  app.add_option("-p,--port", f->port, "Port for targets that name none")->capture_default_str();
-  app.add_option("--blocklist", f->blocklist, "Skip the prefixes listed in FILE (zmap's format)");
-  app.add_flag("--allow-private", f->allow_private, "Scan reserved and private ranges (127.0.0.0/8, 10/8, ...)");
-  app.add_option("--shard", f->shard, "Scan shard I of N (0-based, I/N); N machines cover each target once")
-      ->capture_default_str();
+  add_target_options(app, f->targets);
   app.add_option("--sni", f->snis, "Test SNIs, comma-separated (default: facebook.com,google.com)")
       ->delimiter(',')->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--sni-file", f->sni_file, "Test SNIs from FILE, one a line");

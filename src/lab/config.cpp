@@ -47,6 +47,9 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
     c.name = get_or<std::string>(doc, "name", c.name);
     c.routers = get_or<int>(doc, "routers", c.routers);
     c.device_after = get_or<int>(doc, "device_after", c.device_after);
+    c.link_delay_ms = get_or<int>(doc, "link_delay_ms", c.link_delay_ms);
+    c.icmp_ratelimit_ms = get_or<int>(doc, "icmp_ratelimit_ms", c.icmp_ratelimit_ms);
+    c.silent_routers = get_or<std::vector<int>>(doc, "silent_routers", c.silent_routers);
     if (doc.contains("device")) {
       const auto& d = toml::find(doc, "device");
       c.device.enabled = get_or<bool>(d, "enabled", true);
@@ -98,6 +101,13 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
   if (c.routers < 2 || c.routers > 30) return tl::unexpected(origin + ": routers must be 2..30");
   if (c.device_after < 0 || c.device_after >= c.routers)
     return tl::unexpected(origin + ": device_after must be 0..routers-1");
+  if (c.link_delay_ms < 0 || c.link_delay_ms > 1000) return tl::unexpected(origin + ": link_delay_ms must be 0..1000");
+  if (c.icmp_ratelimit_ms < 0 || c.icmp_ratelimit_ms > 60000)
+    return tl::unexpected(origin + ": icmp_ratelimit_ms must be 0..60000");
+  for (int r : c.silent_routers)
+    if (r < 1 || r > c.routers)
+      return tl::unexpected(origin + ": silent_routers: " + std::to_string(r) + " is not a router (1.." +
+                            std::to_string(c.routers) + ")");
   if (c.device.fraction < 0 || c.device.fraction > 1) return tl::unexpected(origin + ": device.fraction must be 0..1");
   c.source_toml = std::string(text);
   if (c.device.triggers.empty()) c.device.triggers.assign(kKz2019Triggers.begin(), kKz2019Triggers.end());

@@ -46,6 +46,9 @@ struct LabConfig {
   std::string name = "lab";
   int routers = 6;
   int device_after = 4;  // 0: no device
+  int link_delay_ms = 0;       // added by every router to what it sends
+  int icmp_ratelimit_ms = 10;  // routers' net.ipv4.icmp_ratelimit (per destination)
+  std::vector<int> silent_routers;  // routers that send no ICMP time-exceeded
   DeviceConfig device;
   ForgeryConfig forgery;
   std::vector<VantageConfig> vantages;

@@ -1,5 +1,7 @@
 #include "lab/lab.hpp"
 
+#include "lab/link_delay.hpp"
+
 #include "certs/issue.hpp"
 #include "certs/x509.hpp"
 #include "lab/device.hpp"
@@ -72,6 +74,19 @@ std::vector<Argv> build_commands(const LabPlan& p) {
     for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.tcp_timestamps=0", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
                             "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"})
       cmds.push_back({"ip", "netns", "exec", ns, "sysctl", "-qw", key});
+  }
+  for (size_t i = 0; i < p.routers.size(); ++i) {
+    const std::string& ns = p.routers[i];
+    int router = static_cast<int>(i) + 1;
+    cmds.push_back({"ip", "netns", "exec", ns, "sysctl", "-qw",
+                    "net.ipv4.icmp_ratelimit=" + std::to_string(p.config.icmp_ratelimit_ms)});
+    const auto& silent = p.config.silent_routers;
+    if (std::find(silent.begin(), silent.end(), router) != silent.end())
+      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-A", "OUTPUT", "-p", "icmp", "--icmp-type",
+                      "time-exceeded", "-j", "DROP"});
+    if (p.config.link_delay_ms > 0)
+      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-t", "mangle", "-A", "POSTROUTING", "-j", "NFQUEUE",
+                      "--queue-num", std::to_string(kDelayQueue), "--queue-bypass"});
   }
   for (const auto& l : p.links) {
     cmds.push_back({"ip", "link", "add", l.a.name, "netns", l.a.ns, "type", "veth", "peer", "name", l.b.name, "netns", l.b.ns});
@@ -164,6 +179,20 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
                   read_text(dir / ("serve-" + s.prefix.name + ".log")));
   }
   log(fmt::format("{} TLS servers in {} prefixes", servers, plan.servers.size()));
+  if (config.link_delay_ms > 0) {
+    for (size_t i = 0; i < plan.routers.size(); ++i) {
+      std::string r = "r" + std::to_string(i + 1);
+      auto pid = spawn_in(plan.routers[i], {options.self_exe, "lab", "delay-run", "--name", config.name, "--router", r},
+                          (dir / ("delay-" + r + ".log")).string());
+      if (!pid) return fail(pid.error());
+    }
+    for (size_t i = 0; i < plan.routers.size(); ++i) {
+      auto ready = dir / ("delay-r" + std::to_string(i + 1) + ".ready");
+      for (int n = 0; n < 300 && !fs::exists(ready); ++n) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      if (!fs::exists(ready)) return fail("link delay of router r" + std::to_string(i + 1) + " did not start");
+    }
+    log(fmt::format("link delay {} ms at each of {} routers", config.link_delay_ms, plan.routers.size()));
+  }
   if (!plan.device.empty()) {
     if (!config.device.enabled) set_device_enabled(config.name, false);
     auto pid = spawn_in(plan.device, {options.self_exe, "lab", "device-run", "--name", config.name},

@@ -35,7 +35,11 @@ std::string utf8_safe(const std::string& in) {
   return out;
 }
 
-Json leaf_summary(const tls::Observation& obs) {
+Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
+
+}  // namespace
+
+nlohmann::ordered_json leaf_summary(const tls::Observation& obs) {
   X509* c = tls::leaf(obs);
   if (!c) return nullptr;
   const tls::Der& der = obs.chain.front();
@@ -47,10 +51,6 @@ Json leaf_summary(const tls::Observation& obs) {
           {"spki_sha256", certs::spki_sha256(c)},
           {"dns_names", std::move(names)}};
 }
-
-Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
-
-}  // namespace
 
 nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& role) {
   Json j = {

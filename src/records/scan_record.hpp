@@ -31,6 +31,8 @@ struct ScanRecord {
 
 nlohmann::ordered_json to_json(const ScanRecord& record);
 nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& role);
+// Subject, issuer, hashes and names of the leaf; null without one.
+nlohmann::ordered_json leaf_summary(const tls::Observation& obs);
 
 // The resume key of a record: target and test SNI.
 std::string record_key(const std::string& target, const std::string& sni);

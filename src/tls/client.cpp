@@ -137,7 +137,7 @@ Handshake::Want Handshake::step_tls() {
   int rc = SSL_connect(ssl_.get());
   if (rc == 1) {
     obs_.handshake_ms = ms_between(t_connected_, Clock::now());
-    capture_session();
+    capture_session(ssl_.get(), obs_);
     phase_ = Phase::done;
     ssl_.reset();
     fd_.reset();  // no close_notify: the chain is all a scan needs
@@ -166,19 +166,21 @@ Handshake::Want Handshake::step_tls() {
   return fail(ProbeError::protocol_error, drain_errors());
 }
 
-void Handshake::capture_session() {
-  obs_.tls_version = SSL_get_version(ssl_.get());
-  if (const SSL_CIPHER* c = SSL_get_current_cipher(ssl_.get())) obs_.cipher = SSL_CIPHER_get_name(c);
+void capture_session(SSL* ssl, Observation& obs) {
+  obs.tls_version = SSL_get_version(ssl);
+  if (const SSL_CIPHER* c = SSL_get_current_cipher(ssl)) obs.cipher = SSL_CIPHER_get_name(c);
   const unsigned char* alpn = nullptr;
   unsigned alpn_len = 0;
-  SSL_get0_alpn_selected(ssl_.get(), &alpn, &alpn_len);
-  if (alpn) obs_.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  if (alpn) obs.alpn.assign(reinterpret_cast<const char*>(alpn), alpn_len);
   // On the client side this stack includes the leaf, in the order sent.
-  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl_.get())) {
+  obs.chain.clear();
+  obs.parsed.clear();
+  if (STACK_OF(X509)* chain = SSL_get_peer_cert_chain(ssl)) {
     for (int i = 0; i < sk_X509_num(chain); ++i) {
       X509* cert = sk_X509_value(chain, i);
-      obs_.chain.push_back(certs::to_der(cert));
-      obs_.parsed.push_back(X509Ref::share(cert));
+      obs.chain.push_back(certs::to_der(cert));
+      obs.parsed.push_back(X509Ref::share(cert));
     }
   }
 }

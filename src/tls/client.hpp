@@ -26,6 +26,9 @@ class ClientProfile {
   SslCtxPtr ctx_;
 };
 
+// Copies version, cipher, ALPN and the peer's chain out of a session.
+void capture_session(SSL* ssl, Observation& obs);
+
 class Handshake {
  public:
   enum class Want { read, write, done };
@@ -51,7 +54,6 @@ class Handshake {
   Want fail(ProbeError error, std::string detail);
   Want begin_tls();
   Want step_tls();
-  void capture_session();
   static void on_info(const SSL* ssl, int where, int ret);
 
   const ClientProfile& profile_;

@@ -1,0 +1,106 @@
+#include "target_input.hpp"
+
+#include "commands.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace mw::app {
+
+// A label no deny-list holds, under a reserved name (RFC 2606), fresh per scan.
+std::string random_control_name() {
+  std::random_device rd;
+  std::mt19937 gen(rd());
+  std::uniform_int_distribution<int> letter(0, 25);
+  std::string label;
+  for (int i = 0; i < 12; ++i) label.push_back(static_cast<char>('a' + letter(gen)));
+  return label + ".example.com";
+}
+
+std::vector<std::string> read_lines(const std::string& path, const char* what) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(fmt::format("{} {}: cannot open file", what, path));
+  std::vector<std::string> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto hash = line.find('#');
+    if (hash != std::string::npos) line.erase(hash);
+    line.erase(0, line.find_first_not_of(" \t\r"));
+    line.erase(line.find_last_not_of(" \t\r") + 1);
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+void check_domain(const std::string& name, const std::string& where) {
+  bool ok = !name.empty() && name.size() <= 253;
+  for (char c : name)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.' || c == '_')) ok = false;
+  if (!ok) throw UsageError(fmt::format("{} '{}' is not a domain name", where, name));
+}
+
+void check_output(const std::string& path, bool resume, bool overwrite) {
+  if (path == "-" || resume || overwrite) return;
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && st.st_size > 0)
+    throw UsageError("output " + path + " already holds results; use --resume to finish it or --overwrite");
+}
+
+void add_target_options(CLI::App& app, TargetFlags& f) {
+  app.add_option("targets", f.targets, "Targets: IP, IP:PORT, [IPv6]:PORT, CIDR, CIDR:PORT, host:port")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  app.add_option("-i,--input", f.input, "Read targets from FILE, one a line ('-': stdin)");
+  app.add_option("-p,--port", f.port, "Port for targets that name none")->capture_default_str();
+  app.add_option("--blocklist", f.blocklist, "Skip the prefixes listed in FILE (zmap's format)");
+  app.add_flag("--allow-private", f.allow_private, "Allow reserved and private ranges (127.0.0.0/8, 10/8, ...)");
+  app.add_option("--shard", f.shard, "Shard I of N (0-based, I/N); N machines cover each target once")
+      ->capture_default_str();
+}
+
+std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool require) {
+  std::vector<net::TargetSpec> specs;
+  for (const auto& t : f.targets) {
+    auto spec = net::parse_target(t, f.port);
+    if (!spec) throw UsageError("target " + spec.error());
+    specs.push_back(*spec);
+  }
+  if (!f.input.empty() || (f.targets.empty() && require)) {
+    std::string source = f.input.empty() ? "-" : f.input;
+    if (source == "-" && f.input.empty() && isatty(STDIN_FILENO))
+      throw UsageError("no targets: give them as arguments, with -i FILE, or on stdin");
+    std::ifstream file;
+    std::istream* in = &std::cin;
+    if (source != "-") {
+      file.open(source);
+      if (!file) throw UsageError("input " + source + ": cannot open file");
+      in = &file;
+    }
+    auto more = net::read_targets(*in, source == "-" ? "stdin" : source, f.port);
+    if (!more) throw UsageError(more.error());
+    specs.insert(specs.end(), more->begin(), more->end());
+  }
+  if (specs.empty() && require) throw UsageError("no targets in the input");
+  if (auto ok = net::check_reserved(specs, f.allow_private); !ok) throw UsageError(ok.error());
+
+  net::TargetFilter filter;
+  filter.allow_reserved = f.allow_private;
+  auto shard = net::Shard::parse(f.shard);
+  if (!shard) throw UsageError(shard.error());
+  filter.shard = *shard;
+  if (!f.blocklist.empty()) {
+    std::ifstream in(f.blocklist);
+    if (!in) throw UsageError("blocklist " + f.blocklist + ": cannot open file");
+    auto bl = net::read_blocklist(in, f.blocklist);
+    if (!bl) throw UsageError("blocklist " + bl.error());
+    filter.blocklist = std::move(*bl);
+  }
+
+  return std::make_unique<net::TargetStream>(std::move(specs), filter);
+}
+
+}  // namespace mw::app

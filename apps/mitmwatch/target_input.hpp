@@ -1,0 +1,37 @@
+// What scan and trace share on the command line: where targets come from,
+// which of them to take, SNI names, and the rules for the output file.
+#pragma once
+
+#include "net/targets.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mw::app {
+
+struct TargetFlags {
+  std::vector<std::string> targets;
+  std::string input;
+  uint16_t port = 443;
+  std::string blocklist;
+  bool allow_private = false;
+  std::string shard = "0/1";
+};
+
+// Adds the positional targets, -i, -p, --blocklist, --allow-private, --shard.
+void add_target_options(CLI::App& app, TargetFlags& f);
+// The filtered target stream; `require` false allows no targets at all.
+// Throws UsageError naming the bad input.
+std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool require = true);
+
+// A label no deny-list holds, under a reserved name (RFC 2606), fresh per run.
+std::string random_control_name();
+std::vector<std::string> read_lines(const std::string& path, const char* what);
+void check_domain(const std::string& name, const std::string& where);
+// Refuses to clobber a non-empty output without --resume or --overwrite.
+void check_output(const std::string& path, bool resume, bool overwrite);
+
+}  // namespace mw::app
