@@ -70,6 +70,10 @@ TEST_F(CliTest, HelpTeachesAndVersionAnswers) {
   EXPECT_EQ(scan.exit_code, 0);
   for (const char* s : {"Examples:", "--sni", "--control", "--resume", "--shard", "--select-trusted", "Exit codes"})
     EXPECT_NE(scan.out.find(s), std::string::npos) << s;
+  auto trace = test::run_mitmwatch({"trace", "--help"});
+  EXPECT_EQ(trace.exit_code, 0);
+  for (const char* s : {"Examples:", "--max-ttl", "--from-scan", "--asn-db", "--pcap", "CAP_NET_RAW", "Exit codes"})
+    EXPECT_NE(trace.out.find(s), std::string::npos) << s;
   auto version = test::run_mitmwatch({"--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_NE(version.out.find("mitmwatch 0."), std::string::npos);
@@ -100,6 +104,14 @@ TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
       {{"demo", "--servers", "1"}, "--servers"},
       {{"scan", "-o", out, "--allow-private", "--source-ip", "192.0.2.77", "127.0.0.1:9"}, "192.0.2.77"},
       {{"scan", "-o", out, "--allow-private", "--ca-dir", dir_.file("no-such-dir"), "127.0.0.1:9"}, "no-such-dir"},
+      {{"trace", "-o", out, "--allow-private", "--max-ttl", "0", "127.0.0.1:9"}, "--max-ttl"},
+      {{"trace", "-o", out, "--allow-private", "--runs", "3", "--max-runs", "2", "127.0.0.1:9"}, "--runs"},
+      {{"trace", "-o", out, "--allow-private", "--from-scan", dir_.file("missing.jsonl")}, "missing.jsonl"},
+      {{"trace", "-o", out, "--allow-private", "--from-scan", dir_.file("bad-ca.pem")}, "bad-ca.pem: line 1"},
+      {{"trace", "-o", out, "--allow-private", "--asn-db", dir_.file("bad-ca.pem"), "127.0.0.1:9"}, "bad-ca.pem"},
+      {{"trace", "-o", out, "--allow-private", "--sni", "bad name!", "127.0.0.1:9"}, "bad name!"},
+      {{"trace", "-o", out, "127.0.0.1"}, "--allow-private"},
+      {{"trace", "--summarize", dir_.file("missing.jsonl")}, "missing.jsonl"},
   };
   for (const auto& c : cases) {
     auto r = test::run_mitmwatch(c.args);

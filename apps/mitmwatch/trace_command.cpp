@@ -288,7 +288,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--ca-dir", f->ca_dir, "Root store: a directory of PEM files");
   app.add_option("--interceptors", f->interceptors, "Registry of known interception roots (default: built in)");
   app.add_option("--asn-db", f->asn_dbs, "MaxMind-format database(s) for each hop's AS and country (repeatable)")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--pcap", f->pcap, "Write every packet of the trace (probes, answers, ICMP) to FILE");
   app.add_option("--interface", f->interface, "Capture on this interface")->capture_default_str();
   app.add_option("-o,--output", f->output, "Write records to FILE (default: stdout)");

@@ -84,14 +84,24 @@ std::optional<Attribution> ProbeMatcher::attribute(const net::IcmpError& icmp) c
   } else {
     // The addresses or ports were rewritten on the way (NAT): a sequence
     // number is 32 random bits per connection, so it still names the probe.
+    // The range holding it starts at the nearest first sequence number at or
+    // below it, or, for a range that wraps past 2^32, at the highest one.
+    if (by_first_seq_.empty()) return std::nullopt;
+    auto holds = [&](std::map<uint32_t, ProbeId>::const_iterator it) {
+      const Sent& s = probes_.at(it->second);
+      return seq_in(icmp.quoted_seq, s.first_seq, s.end_seq);
+    };
     auto it = by_first_seq_.upper_bound(icmp.quoted_seq);
-    if (it == by_first_seq_.begin()) return std::nullopt;
-    --it;
-    const Sent& candidate = probes_.at(it->second);
-    if (!seq_in(icmp.quoted_seq, candidate.first_seq, candidate.end_seq)) return std::nullopt;
+    if (it != by_first_seq_.begin() && holds(std::prev(it))) {
+      --it;
+    } else if (holds(std::prev(by_first_seq_.end()))) {
+      it = std::prev(by_first_seq_.end());
+    } else {
+      return std::nullopt;
+    }
     a.probe = it->second;
     a.by_sequence = true;
-    sent = &candidate;
+    sent = &probes_.at(a.probe);
   }
   auto change = [&](const char* field, const std::string& was, const std::string& now) {
     if (was != now) a.changes.push_back({field, was, now});
