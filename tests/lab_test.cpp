@@ -305,3 +305,37 @@ TEST_F(LabTest, CertsRecipeRecoversEveryPointOfTheLabsRecipe) {
   EXPECT_EQ(r["forged_issuer"], "CN=Security Certificate,C=KZ");
   EXPECT_EQ(r["issuer_chain"][1], "CN=Qaznet Trust Network,C=KZ");
 }
+
+// The newcomer's first command: the default lab, the study from both
+// vantages, the device located by trace, and nothing left up afterwards.
+TEST(LabDemo, RunsTheStudyLocatesTheDeviceAndTakesTheLabDown) {
+  if (geteuid() != 0) GTEST_SKIP() << "the lab needs root";
+  if (std::filesystem::exists("/run/mitmwatch-lab/lab"))
+    GTEST_SKIP() << "a lab named 'lab' is up; the demo would take it down";
+  test::TempDir dir;
+  auto cwd = std::filesystem::current_path();
+  std::filesystem::current_path(dir.path());  // the demo writes its records here
+  auto r = test::run_mitmwatch({"lab", "demo"}, "", std::chrono::seconds(300));
+  std::filesystem::current_path(cwd);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* s : {"outside", "inside", "Qaznet Trust Network", "injected before the server"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  // The default lab puts the device on r4 -- r5: five hops from outside to
+  // the first hop past it; from inside (attached to r5) the first hop past
+  // it toward routers 1-4 is r4, the second.
+  std::map<std::string, int> expected_hop{{"outside", 5}, {"inside", 2}};
+  for (const auto& [vantage, hop] : expected_hop) {
+    auto scans = test::parse_lines(test::read_file(dir.file("mitmwatch-lab-" + vantage + ".jsonl")));
+    std::set<std::string> intercepted;
+    for (const auto& s : scans)
+      if (s["verdict"] == "intercepted") intercepted.insert(s["target"].get<std::string>() + " " + s["sni"].get<std::string>());
+    auto traces = test::parse_lines(test::read_file(dir.file("mitmwatch-lab-trace-" + vantage + ".jsonl")));
+    EXPECT_EQ(traces.size(), intercepted.size()) << vantage;
+    EXPECT_FALSE(traces.empty()) << vantage;
+    for (const auto& t : traces) {
+      EXPECT_EQ(t["verdict"], "before-server") << vantage << " " << t["target"] << " " << t["reasons"];
+      EXPECT_EQ(t["injector_hop"], hop) << vantage << " " << t["target"];
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists("/run/mitmwatch-lab/lab"));
+}
