@@ -19,7 +19,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace mw;
   if (size < 1) return 0;
   constexpr std::array kLinks{net::kLinkEthernet, net::kLinkRaw, net::kLinkRawAlt, net::kLinkLinuxSll,
-                              net::kLinkLinuxSll2};
+                              net::kLinkLinuxSll2, net::kLinkNull, net::kLinkLoop};
   int link = kLinks[data[0] % kLinks.size()];
   net::Bytes frame{data + 1, size - 1};
   const uint8_t* end = data + size;

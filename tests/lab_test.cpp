@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -338,4 +340,86 @@ TEST(LabDemo, RunsTheStudyLocatesTheDeviceAndTakesTheLabDown) {
     }
   }
   EXPECT_FALSE(std::filesystem::exists("/run/mitmwatch-lab/lab"));
+}
+
+namespace {
+
+// tcpdump in a namespace for the length of a scope (killed however it ends).
+class Tcpdump {
+ public:
+  Tcpdump(const std::string& ns, const std::string& file) : file_(file) {
+    pid_ = fork();
+    if (pid_ == 0) {
+      freopen("/dev/null", "w", stderr);
+      execlp("ip", "ip", "netns", "exec", ns.c_str(), "tcpdump", "-i", "any", "-U", "-w", file.c_str(), "tcp", "port",
+             "443", nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 50 && !std::filesystem::exists(file); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  ~Tcpdump() { stop(); }
+  void stop() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGINT);
+    waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  std::string file_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace
+
+// The report's captures, in the lab: from the client's side the forged chain
+// (TLS 1.2 sends it in clear) and the break in the server's IP TTL where the
+// device took over; from the server's side the device's own ClientHello,
+// which the fingerprint registry knows and which is not the client's.
+TEST_F(LabTest, CapturesShowTheForgedChainTheTtlBreakAndTheDevicesOwnHello) {
+  std::string client_pcap = dir_->file("client.pcap"), server_pcap = dir_->file("server.pcap");
+  {
+    Tcpdump at_client("mw" + name_ + "-outside", client_pcap), at_server("mw" + name_ + "-score", server_pcap);
+    for (const char* sni : {"facebook.com", "example.org"}) {
+      auto r = in_vantage("outside", {"sh", "-c",
+                                      std::string("echo | timeout 10 openssl s_client -tls1_2 -servername ") + sni +
+                                          " -connect 10.70.0.1:443"});
+      EXPECT_EQ(r.exit_code, 0) << r.err;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+  auto read = [](const std::string& file) {
+    auto r = test::run_mitmwatch({"pcap", "-q", file});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    std::map<std::string, nlohmann::json> by_sni;  // the connections that sent an SNI
+    for (auto& s : test::parse_lines(r.out))
+      if (s["sni"].is_string()) by_sni[s["sni"].get<std::string>()] = s;
+    return by_sni;
+  };
+  auto kinds = [](const nlohmann::json& s) {
+    std::set<std::string> out;
+    for (const auto& f : s["flags"]) out.insert(f["kind"].get<std::string>());
+    return out;
+  };
+  auto client = read(client_pcap);
+  ASSERT_TRUE(client.count("facebook.com") && client.count("example.org"));
+  const auto& forged = client["facebook.com"];
+  EXPECT_EQ(forged["leaf"]["issuer"], "CN=Security Certificate,C=KZ") << forged;
+  EXPECT_TRUE(kinds(forged).count("ttl-break")) << forged["flags"];
+  EXPECT_TRUE(kinds(forged).count("forgery-sign")) << forged["flags"];
+  const auto& real = client["example.org"];
+  EXPECT_EQ(real["leaf"]["issuer"], "CN=Lab Public CA,O=mitmwatch lab,C=ZZ");
+  EXPECT_TRUE(kinds(real).empty()) << real["flags"];
+
+  auto server = read(server_pcap);
+  ASSERT_TRUE(server.count("facebook.com")) << "the device's upstream connection was not captured";
+  const auto& upstream = server["facebook.com"];
+  EXPECT_TRUE(kinds(upstream).count("interceptor-fingerprint")) << upstream["flags"];
+  // It comes from the client's own address; its fingerprints are not the client's.
+  EXPECT_EQ(upstream["client"].get<std::string>().substr(0, 10), forged["client"].get<std::string>().substr(0, 10));
+  EXPECT_NE(upstream["ja4"], forged["ja4"]);
+  EXPECT_NE(upstream["tlsfp"], forged["tlsfp"]);
+  EXPECT_TRUE(kinds(server["example.org"]).empty()) << server["example.org"]["flags"];
 }

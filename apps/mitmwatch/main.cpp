@@ -21,6 +21,8 @@ int main(int argc, char** argv) {
   actions[demo] = mw::app::add_demo_command(*demo);
   auto* certs = app.add_subcommand("certs", "Forensics of forged certificates: diff, recipes, shapes");
   actions[certs] = mw::app::add_certs_command(*certs);
+  auto* pcap = app.add_subcommand("pcap", "TLS connections of capture files: fingerprints (JA3, JA4, tlsfp), chains, signs of interception");
+  actions[pcap] = mw::app::add_pcap_command(*pcap);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

@@ -209,7 +209,8 @@ int run_trace(const TraceFlags& f) {
     if (!write_error.empty()) return;
     auto json = trace::to_json(t, &asn);
     if (auto ok = out->write(json); !ok) write_error = ok.error();
-    summary.add(nlohmann::json::parse(json.dump()));
+    // Names from a hostile server's certificate may not be UTF-8: replaced, as the writer does.
+    summary.add(nlohmann::json::parse(json.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace)));
   };
   hooks.on_packet = [&](const net::CapturedPacket& pkt) {
     if (pcap) pcap->write(pkt);

@@ -304,7 +304,7 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
                                nlohmann::ordered_json j = {{"peer", h.peer.to_string()}, {"server", h.local.to_string()},
                                                            {"sni", h.sni}, {"shape", h.shape}};
                                std::lock_guard lock(*hello_mu);
-                               *hello_log << j.dump() << "\n" << std::flush;
+                               *hello_log << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n" << std::flush;
                              }};
   auto server = TlsServer::start({any}, options);
   if (!server) {

@@ -1,5 +1,7 @@
 #include "net/capture.hpp"
 
+#include <cstdio>
+
 namespace mw::net {
 
 tl::expected<LiveCapture, std::string> LiveCapture::open(const std::string& device, const std::string& filter,
@@ -80,5 +82,43 @@ void PcapWriter::write(const CapturedPacket& packet) {
 }
 
 void PcapWriter::flush() { pcap_dump_flush(dumper_.get()); }
+
+}  // namespace mw::net
+
+namespace mw::net {
+
+tl::expected<PcapFile, std::string> PcapFile::open(const std::string& path) {
+  char err[PCAP_ERRBUF_SIZE] = {};
+  pcap_t* p = pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_MICRO, err);
+  if (!p) return tl::unexpected(path + ": " + err);
+  PcapFile f;
+  f.handle_.reset(p);
+  f.path_ = path;
+  return f;
+}
+
+int PcapFile::linktype() const { return pcap_datalink(handle_.get()); }
+
+uint64_t PcapFile::position() const {
+  FILE* f = pcap_file(handle_.get());
+  long at = f ? std::ftell(f) : -1;
+  return at < 0 ? 0 : static_cast<uint64_t>(at);
+}
+
+PcapFile::Next PcapFile::next(CapturedPacket& out) {
+  pcap_pkthdr* header = nullptr;
+  const u_char* data = nullptr;
+  int rc = pcap_next_ex(handle_.get(), &header, &data);
+  if (rc == 1) {
+    out.frame = Bytes(data, header->caplen);
+    out.when = std::chrono::system_clock::time_point(std::chrono::seconds(header->ts.tv_sec) +
+                                                     std::chrono::microseconds(header->ts.tv_usec));
+    out.header = header;
+    return Next::packet;
+  }
+  if (rc == PCAP_ERROR_BREAK) return Next::end;
+  error_ = path_ + ": " + pcap_geterr(handle_.get());
+  return Next::error;
+}
 
 }  // namespace mw::net

@@ -44,6 +44,25 @@ class LiveCapture {
   std::unique_ptr<pcap_t, Close> handle_;
 };
 
+// A pcap or pcapng file, read packet by packet (libpcap).
+class PcapFile {
+ public:
+  static tl::expected<PcapFile, std::string> open(const std::string& path);
+  int linktype() const;
+  enum class Next { packet, end, error };
+  // The packet stays valid until the next call. On `error`, error() says what.
+  Next next(CapturedPacket& out);
+  const std::string& error() const { return error_; }
+  uint64_t position() const;  // bytes of the file read so far
+
+ private:
+  struct Close {
+    void operator()(pcap_t* p) const { pcap_close(p); }
+  };
+  std::unique_ptr<pcap_t, Close> handle_;
+  std::string path_, error_;
+};
+
 class PcapWriter {
  public:
   // Writes packets of `like`'s link type and snap length to `path`.

@@ -1,5 +1,7 @@
 #include "net/packet.hpp"
 
+#include <algorithm>
+
 #include <netinet/in.h>
 
 namespace mw::net {
@@ -43,6 +45,17 @@ std::optional<Bytes> ip_from_frame(int linktype, Bytes f) {
     case kLinkRaw:
     case kLinkRawAlt:
       return f;
+    case kLinkNull:
+    case kLinkLoop: {
+      // BSD loopback: a 4-byte address family, in the capturing host's byte
+      // order (NULL) or network order (LOOP). IPv6 is 24, 28 or 30 by BSD.
+      if (f.size() < 4) return std::nullopt;
+      uint32_t be = static_cast<uint32_t>(f[0]) << 24 | f[1] << 16 | f[2] << 8 | f[3];
+      uint32_t le = static_cast<uint32_t>(f[3]) << 24 | f[2] << 16 | f[1] << 8 | f[0];
+      uint32_t family = linktype == kLinkLoop ? be : std::min(be, le);
+      if (family == 2 || family == 24 || family == 28 || family == 30) return f.subspan(4);
+      return std::nullopt;
+    }
     default:
       return std::nullopt;
   }

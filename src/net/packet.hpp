@@ -1,5 +1,5 @@
 // Packet headers from raw bytes: link layer (Ethernet, VLAN, Linux cooked v1
-// and v2, raw IP), IPv4/IPv6, TCP and ICMP errors with the packet they quote.
+// and v2, BSD loopback, raw IP), IPv4/IPv6, TCP and ICMP errors with the packet they quote.
 // Parsers never throw and never read past the span: a short or lying header
 // ends the parse with nullopt (the PcapPlusPlus discipline). Views point into
 // the caller's buffer.
@@ -21,6 +21,8 @@ inline constexpr int kLinkRaw = 101;        // LINKTYPE_RAW
 inline constexpr int kLinkRawAlt = 12;      // DLT_RAW on Linux
 inline constexpr int kLinkLinuxSll = 113;
 inline constexpr int kLinkLinuxSll2 = 276;
+inline constexpr int kLinkNull = 0;         // BSD loopback, host byte order
+inline constexpr int kLinkLoop = 108;       // BSD loopback, network byte order
 
 struct IpPacket {
   int family = 0;  // AF_INET or AF_INET6

@@ -1,0 +1,50 @@
+#include "drivers/pcap_read.hpp"
+
+#include "net/capture.hpp"
+#include "net/packet.hpp"
+
+namespace mw::drivers {
+
+tl::expected<PcapReadStats, std::string> read_pcap(const std::string& path, const PcapReadHooks& hooks) {
+  auto file = net::PcapFile::open(path);
+  if (!file) return tl::unexpected(file.error());
+  int linktype = file->linktype();
+  PcapReadStats stats;
+  pcap::TlsSessionTable table(hooks.on_session);
+  net::CapturedPacket pkt;
+  for (;;) {
+    auto next = file->next(pkt);
+    if (next == net::PcapFile::Next::end) break;
+    if (next == net::PcapFile::Next::error) {
+      stats.error = file->error();
+      break;
+    }
+    ++stats.frames;
+    stats.bytes += pkt.frame.size();
+    if (hooks.on_progress && stats.frames % 65536 == 0) hooks.on_progress(file->position());
+    auto ip_bytes = net::ip_from_frame(linktype, pkt.frame);
+    if (!ip_bytes) {
+      ++stats.not_ip;
+      continue;
+    }
+    auto ip = net::parse_ip(*ip_bytes);
+    if (!ip) {
+      ++stats.not_ip;
+      continue;
+    }
+    if (ip->fragment) {
+      ++stats.fragments;  // TCP in IP fragments is rare and not reassembled
+      continue;
+    }
+    auto tcp = net::parse_tcp(*ip);
+    if (!tcp) continue;
+    ++stats.tcp_packets;
+    table.on_packet(pkt.when, *ip, *tcp);
+  }
+  table.finish();
+  stats.sessions = table.stats();
+  if (hooks.on_progress) hooks.on_progress(file->position());
+  return stats;
+}
+
+}  // namespace mw::drivers
