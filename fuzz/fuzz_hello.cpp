@@ -3,10 +3,10 @@
 // pieces, which must agree), every handshake message parsed, every
 // fingerprint computed. Hex text inputs (the shared 2019 ClientHellos) are
 // decoded first.
+#include "hex_input.hpp"
 #include "fingerprint/fingerprints.hpp"
 #include "fingerprint/handshake_stream.hpp"
 
-#include <cctype>
 #include <string>
 #include <vector>
 
@@ -34,17 +34,7 @@ std::vector<std::string> fingerprints_of(HandshakeStream& s) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<uint8_t> bytes(data, data + size);
-  bool hex = size >= 2;
-  for (size_t i = 0; i < size && hex; ++i) hex = std::isxdigit(data[i]) || std::isspace(data[i]);
-  if (hex) {
-    std::string digits;
-    for (size_t i = 0; i < size; ++i)
-      if (std::isxdigit(data[i])) digits.push_back(static_cast<char>(data[i]));
-    bytes.clear();
-    for (size_t i = 0; i + 1 < digits.size(); i += 2)
-      bytes.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-  }
+  auto bytes = mw::fuzz::bytes_of_input(data, size);
   HandshakeStream whole(64 * 1024);
   whole.feed(bytes);
   auto a = fingerprints_of(whole);

@@ -112,6 +112,10 @@ TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
       {{"trace", "-o", out, "--allow-private", "--sni", "bad name!", "127.0.0.1:9"}, "bad name!"},
       {{"trace", "-o", out, "127.0.0.1"}, "--allow-private"},
       {{"trace", "--summarize", dir_.file("missing.jsonl")}, "missing.jsonl"},
+      {{"pcap", "-o", out, dir_.file("missing.pcap")}, "missing.pcap"},
+      {{"pcap", "-o", out, dir_.file("bad-ca.pem")}, "bad-ca.pem"},
+      {{"pcap", "-o", out, "--fingerprints", dir_.file("bad-ca.pem"), std::string(MW_SHARED_DATA) + "/pcaps/tls12.pcap"},
+       "bad-ca.pem"},
   };
   for (const auto& c : cases) {
     auto r = test::run_mitmwatch(c.args);
@@ -276,4 +280,18 @@ TEST_F(CliTest, ProgressBarOnATerminalOnly) {
   EXPECT_EQ(test::run_on_terminal(args).find("ETA"), std::string::npos);
   auto piped = test::run_mitmwatch({"scan", "--allow-private", "--ca-file", ca_file(), "-i", input});
   EXPECT_EQ(piped.err.find("ETA"), std::string::npos) << piped.err;
+}
+
+TEST_F(CliTest, ATruncatedCaptureKeepsWhatWasReadAndSaysWhere) {
+  auto whole = test::read_file(std::string(MW_SHARED_DATA) + "/pcaps/latest.pcapng");
+  auto cut = dir_.file("cut.pcapng");
+  test::write_file(cut, whole.substr(0, whole.size() * 6 / 10));
+  auto r = test::run_mitmwatch({"pcap", cut});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("cut.pcapng"), std::string::npos) << r.err;
+  auto records = test::parse_lines(r.out);
+  EXPECT_FALSE(records.empty()) << "the connections before the cut are lost";
+  for (const auto& rec : records) EXPECT_EQ(rec["schema"], "mitmwatch.pcap/1");
+  auto full = test::parse_lines(test::run_mitmwatch({"pcap", std::string(MW_SHARED_DATA) + "/pcaps/latest.pcapng"}).out);
+  EXPECT_LT(records.size(), full.size() + 1);
 }

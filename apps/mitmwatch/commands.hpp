@@ -16,6 +16,7 @@ Action add_demo_command(CLI::App& app);
 Action add_lab_command(CLI::App& app);
 Action add_certs_command(CLI::App& app);
 Action add_pcap_command(CLI::App& app);
+Action add_fpserver_command(CLI::App& app);
 int run_lab_demo(const std::string& self_exe, bool keep);
 
 // A usage error found after parsing: printed and mapped to exit code 2.

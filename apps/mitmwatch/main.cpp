@@ -23,6 +23,8 @@ int main(int argc, char** argv) {
   actions[certs] = mw::app::add_certs_command(*certs);
   auto* pcap = app.add_subcommand("pcap", "TLS connections of capture files: fingerprints (JA3, JA4, tlsfp), chains, signs of interception");
   actions[pcap] = mw::app::add_pcap_command(*pcap);
+  auto* fpserver = app.add_subcommand("fpserver", "A TLS server that fingerprints who really connects to it (JA3, JA4, tlsfp)");
+  actions[fpserver] = mw::app::add_fpserver_command(*fpserver);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

@@ -6,6 +6,7 @@
 #include "drivers/pcap_read.hpp"
 #include "fingerprint/fingerprint_registry.hpp"
 #include "io/jsonl.hpp"
+#include "net/capture.hpp"
 #include "records/tls_session_record.hpp"
 
 #include <fmt/format.h>
@@ -31,6 +32,8 @@ int run_pcap(const PcapFlags& f) {
     std::error_code ec;
     auto size = std::filesystem::file_size(path, ec);
     if (ec) throw UsageError(fmt::format("{}: {}", path, ec.message()));
+    if (auto readable = net::PcapFile::open(path); !readable)
+      throw UsageError(readable.error() + " (not a pcap or pcapng file?)");
     total_bytes += size;
   }
   auto interceptors = f.interceptors.empty() ? certs::InterceptorRegistry::builtin()
@@ -63,8 +66,9 @@ int run_pcap(const PcapFlags& f) {
     hooks.on_progress = [&](uint64_t at) { bar.update((done_bytes + at) / (1 << 20), fmt::format("{} TLS", sessions)); };
     auto stats = drivers::read_pcap(path, hooks);
     if (!stats) {
-      read_error = stats.error();
-      break;
+      bar.finish();
+      (void)out->sync();
+      throw UsageError(stats.error() + " (not a pcap or pcapng file?)");
     }
     done_bytes += std::filesystem::file_size(path);
     if (!f.quiet)

@@ -1,0 +1,133 @@
+// `mitmwatch fpserver`: a TLS server that fingerprints who really connects
+// to it, and tells each client what it saw.
+#include "certs/issue.hpp"
+#include "certs/x509.hpp"
+#include "cli/progress.hpp"
+#include "commands.hpp"
+#include "drivers/fpserver.hpp"
+#include "io/jsonl.hpp"
+#include "net/targets.hpp"
+
+#include <fmt/format.h>
+
+#include <csignal>
+
+namespace mw::app {
+namespace {
+
+// Set by SIGINT/SIGTERM: a signal handler can only reach a global.
+std::atomic<bool> g_fpserver_stop{false};
+void on_fpserver_signal(int) { g_fpserver_stop = true; }
+
+struct FpFlags {
+  std::string listen = "0.0.0.0:8443";
+  std::string cert, key, name = "localhost";
+  std::string output = "-", expect, fingerprints;
+  size_t max_connections = 1024;
+  double hello_timeout = 5, handshake_timeout = 10, request_timeout = 10;
+  bool quiet = false;
+};
+
+int run_fpserver(const FpFlags& f) {
+  auto listen = net::parse_target(f.listen, 8443, false);
+  if (!listen || listen->prefix.count() != 1) throw UsageError("--listen " + f.listen + ": not ADDRESS:PORT");
+  if ((f.cert.empty()) != (f.key.empty())) throw UsageError("--cert and --key go together");
+  certs::ServedChain chain;
+  if (!f.cert.empty()) {
+    auto certs_in = certs::read_pem_file(f.cert);
+    if (!certs_in || certs_in->empty()) throw UsageError("--cert " + (certs_in ? f.cert + ": no certificate" : certs_in.error()));
+    auto key = certs::read_key_pem_file(f.key);
+    if (!key) throw UsageError("--key " + key.error());
+    chain.leaf = std::move(certs_in->front());
+    for (size_t i = 1; i < certs_in->size(); ++i) chain.intermediates.push_back(std::move((*certs_in)[i]));
+    chain.key = std::move(*key);
+  } else {
+    chain = certs::make_self_signed(f.name);
+  }
+  std::optional<fingerprint::Expectations> expectations;
+  if (!f.expect.empty()) {
+    auto e = fingerprint::Expectations::from_file(f.expect);
+    if (!e) throw UsageError("--expect " + e.error());
+    expectations = std::move(*e);
+  }
+  auto registry = f.fingerprints.empty() ? fingerprint::FingerprintRegistry::builtin()
+                                         : fingerprint::FingerprintRegistry::from_file(f.fingerprints);
+  if (!registry) throw UsageError("--fingerprints " + registry.error());
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<long>(s * 1000)); };
+  if (f.max_connections < 1 || f.hello_timeout <= 0 || f.handshake_timeout <= 0 || f.request_timeout <= 0)
+    throw UsageError("--max-connections and the timeouts must be > 0");
+  drivers::FpServerOptions o;
+  o.listen = {listen->prefix.base, listen->port};
+  o.max_connections = f.max_connections;
+  o.hello_timeout = ms(f.hello_timeout);
+  o.handshake_timeout = ms(f.handshake_timeout);
+  o.request_timeout = ms(f.request_timeout);
+  auto server = drivers::FpServer::open(o, chain);
+  if (!server) throw std::runtime_error(server.error());
+  // A server's log grows across runs: appended to, never replaced.
+  auto out = io::JsonlWriter::open(f.output, true);
+  if (!out) throw std::runtime_error(out.error());
+
+  std::signal(SIGINT, on_fpserver_signal);
+  std::signal(SIGTERM, on_fpserver_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  if (!f.quiet) fmt::print(stderr, "fpserver: listening on {} (https://{}/ and /json)\n", (*server)->local().to_string(),
+                           (*server)->local().to_string());
+  drivers::FpServerContext ctx{&*registry, expectations ? &*expectations : nullptr};
+  std::string write_error;
+  uint64_t flagged = 0;
+  auto stats = (*server)->run(ctx, g_fpserver_stop, [&](const nlohmann::ordered_json& r) {
+    if (!r["flags"].empty()) ++flagged;
+    if (auto ok = out->write(r); !ok && write_error.empty()) write_error = ok.error();
+  });
+  (void)out->sync();
+  if (!f.quiet)
+    fmt::print(stderr, "fpserver: {} connections, {} served, {} refused over --max-connections, {} flagged\n",
+               stats.accepted, stats.served, stats.refused_over_cap, flagged);
+  if (!write_error.empty()) throw std::runtime_error(write_error);
+  return cli::kExitOk;
+}
+
+}  // namespace
+
+Action add_fpserver_command(CLI::App& app) {
+  auto f = std::make_shared<FpFlags>();
+  app.footer(R"(Examples:
+  mitmwatch fpserver --listen 0.0.0.0:443 --cert chain.pem --key key.pem -o hellos.jsonl
+  mitmwatch fpserver --expect probes.json -o hellos.jsonl     # flag clients that are not what they should be
+  curl -k https://localhost:8443/json                         # what the server saw of you
+
+Reads each ClientHello before the TLS library does and logs, per connection (JSON Lines,
+schema mitmwatch.fpserver/1): source address and port, the SYN's IP TTL and TCP options,
+SNI, ALPN, ja3, ja4 (ja4_r, ja4_o, ja4_ro), tlsfp, the raw ClientHello, the handshake's
+outcome, the HTTP request line and User-Agent. Then it answers with a page showing the
+client these fingerprints (and JSON at /json).
+
+A box that intercepts TLS and re-originates the connection sends its own ClientHello
+(the report: tlsfingerprint.io f09427b5aaf9304b instead of the client's). Such hellos are
+flagged: `interceptor-fingerprint` when the registry (data/fingerprints.json) knows them,
+`fingerprint-mismatch` when --expect says what this source or User-Agent sends:
+  {"sources": [{"cidr": "198.51.100.0/24", "name": "probe", "ja4": ["t13d..."]}],
+   "user_agents": [{"contains": "curl/", "ja3": ["..."]}]}
+
+Floods and hostile clients cost their own connection: at most --max-connections at once,
+a deadline per phase (hello, handshake, request), bounded buffers.
+
+Exit codes: 0 stopped by SIGINT/SIGTERM; 1 runtime failure; 2 bad usage.)");
+  app.add_option("--listen", f->listen, "Address and port to listen on")->capture_default_str();
+  app.add_option("--cert", f->cert, "PEM: the certificate, then its intermediates");
+  app.add_option("--key", f->key, "PEM: the certificate's private key");
+  app.add_option("--name", f->name, "Without --cert: a self-signed certificate for this name")->capture_default_str();
+  app.add_option("-o,--output", f->output, "JSON Lines log, appended to ('-': stdout)")->capture_default_str();
+  app.add_option("--expect", f->expect, "Expected fingerprints per source prefix and User-Agent (JSON)");
+  app.add_option("--fingerprints", f->fingerprints, "Registry of interception devices' fingerprints (default: built in)");
+  app.add_option("--max-connections", f->max_connections, "Connections at once; more are closed at accept")
+      ->capture_default_str();
+  app.add_option("--hello-timeout", f->hello_timeout, "Seconds for the ClientHello to arrive")->capture_default_str();
+  app.add_option("--handshake-timeout", f->handshake_timeout, "Seconds for the TLS handshake")->capture_default_str();
+  app.add_option("--request-timeout", f->request_timeout, "Seconds for the HTTP request")->capture_default_str();
+  app.add_flag("-q,--quiet", f->quiet, "No messages on stderr");
+  return [f] { return run_fpserver(*f); };
+}
+
+}  // namespace mw::app
