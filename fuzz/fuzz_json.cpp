@@ -1,6 +1,9 @@
-// JSON read back from files: the interceptor registry, and scan records
-// when a scan resumes.
+// JSON read back from files: the interceptor registry, the device
+// fingerprint registry, fpserver's --expect file, and scan records when a
+// scan resumes.
 #include "certs/registry.hpp"
+#include "fingerprint/expectations.hpp"
+#include "fingerprint/fingerprint_registry.hpp"
 #include "io/jsonl.hpp"
 #include "records/scan_record.hpp"
 
@@ -11,6 +14,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   (void)mw::certs::InterceptorRegistry::from_json(text, "fuzz");
+  (void)mw::fingerprint::FingerprintRegistry::from_json(text, "fuzz");
+  if (auto e = mw::fingerprint::Expectations::from_json(text, "fuzz"))
+    (void)e->check(*mw::net::IpAddress::parse("10.61.0.2"), "curl/8", {"a", "b", "c"});
   // Resume: a results file with this content, recovered (and its torn tail cut).
   char path[] = "/tmp/mwfuzz-XXXXXX";
   int fd = mkstemp(path);

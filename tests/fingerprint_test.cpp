@@ -168,7 +168,7 @@ TEST(Fingerprint, GoldenRecordsOfTheSharedCaptures) {
   auto fingerprints = fp::FingerprintRegistry::builtin();
   std::string got;
   for (const auto& name : kCaptures) {
-    records::SessionContext ctx{name, &interceptors, &fingerprints};
+    records::SessionContext ctx{name, &interceptors, &fingerprints, /*raw=*/true};
     std::map<uint64_t, std::string> lines;
     drivers::PcapReadHooks hooks;
     hooks.on_session = [&](pcap::TlsSession&& s) { lines[s.stream] = records::to_json(s, ctx).dump(); };

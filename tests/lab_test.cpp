@@ -1,5 +1,6 @@
 // The lab end to end, as root: namespaces, routers, servers and the
 // interception device, scanned from both vantages. Skipped when not root.
+#include "certs/issue.hpp"
 #include "certs/x509.hpp"
 #include "support/support.hpp"
 
@@ -422,4 +423,75 @@ TEST_F(LabTest, CapturesShowTheForgedChainTheTtlBreakAndTheDevicesOwnHello) {
   EXPECT_NE(upstream["ja4"], forged["ja4"]);
   EXPECT_NE(upstream["tlsfp"], forged["tlsfp"]);
   EXPECT_TRUE(kinds(server["example.org"]).empty()) << server["example.org"]["flags"];
+}
+
+// The report's experiment with "a server we controlled": mitmwatch fpserver
+// behind the device. A non-trigger request reaches it from the client itself;
+// a trigger request reaches it from the device, under the client's address,
+// with the device's ClientHello: flagged, and shown to the client as it is.
+TEST_F(LabTest, FpserverBehindTheDeviceFlagsTheReoriginatedHello) {
+  std::string state = "/run/mitmwatch-lab/" + name_;
+  // A certificate the device trusts (the lab's public CA) for both names.
+  auto cert = certs::read_pem_file(state + "/public-ca.pem");
+  auto key = certs::read_key_pem_file(state + "/public-ca.key");
+  ASSERT_TRUE(cert && key);
+  certs::Authority ca{std::move(cert->front()), std::move(*key)};
+  auto served = certs::make_leaf(ca, {"facebook.com", "example.org"}, {&ca});
+  test::write_pem(dir_->file("fp-chain.pem"), {served.leaf.get(), ca.cert.get()});
+  test::write_file(dir_->file("fp-key.pem"), certs::key_to_pem(served.key.get()));
+  std::string vantage = status_["vantages"][0]["address"].get<std::string>();
+  // 10.70.0.200 is in the core prefix (behind the device from outside) but no lab server's.
+  auto run_server = [&](const std::string& log, const std::vector<std::string>& extra) {
+    std::vector<std::string> args{"ip", "netns", "exec", "mw" + name_ + "-score", MW_BINARY, "fpserver", "-q",
+                                  "--listen", "10.70.0.200:443", "--cert", dir_->file("fp-chain.pem"), "--key",
+                                  dir_->file("fp-key.pem"), "-o", log};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_t pid = fork();
+    if (pid == 0) {
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execvp("ip", argv.data());
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return pid;
+  };
+  auto stop_server = [](pid_t pid) {
+    kill(pid, SIGTERM);
+    waitpid(pid, nullptr, 0);
+  };
+  auto curl = [&](const std::string& sni) {
+    return in_vantage("outside", {"curl", "-sk", "--max-time", "10", "-A", "mw-probe/1", "--resolve",
+                                  sni + ":443:10.70.0.200", "https://" + sni + "/json"});
+  };
+  // Learn what the client sends, from a request the device lets through.
+  pid_t learn = run_server(dir_->file("learn.jsonl"), {});
+  auto direct = curl("example.org");
+  stop_server(learn);
+  ASSERT_EQ(direct.exit_code, 0) << direct.err;
+  auto client = nlohmann::json::parse(direct.out);
+  ASSERT_TRUE(client["ja4"].is_string()) << direct.out;
+  EXPECT_EQ(client["client"].get<std::string>().rfind(vantage + ":", 0), 0u);
+  test::write_file(dir_->file("expect.json"), R"({"sources": [{"cidr": ")" + vantage + R"(/32", "name": "outside probe", "ja4": [")" +
+                                                  client["ja4"].get<std::string>() + R"("]}]})");
+  // Now with the expectation, and the trigger name.
+  pid_t watch = run_server(dir_->file("watch.jsonl"), {"--expect", dir_->file("expect.json")});
+  auto intercepted = curl("facebook.com");
+  auto again = curl("example.org");
+  stop_server(watch);
+  ASSERT_EQ(intercepted.exit_code, 0) << intercepted.err;
+  auto seen = nlohmann::json::parse(intercepted.out);  // relayed by the device: what the server saw
+  EXPECT_EQ(seen["client"].get<std::string>().rfind(vantage + ":", 0), 0u) << "the device spoofs the client's address";
+  EXPECT_NE(seen["ja4"], client["ja4"]);
+  std::set<std::string> kinds;
+  for (const auto& f : seen["flags"]) kinds.insert(f["kind"].get<std::string>());
+  EXPECT_TRUE(kinds.count("fingerprint-mismatch")) << seen["flags"];
+  EXPECT_TRUE(kinds.count("interceptor-fingerprint")) << seen["flags"];
+  EXPECT_TRUE(nlohmann::json::parse(again.out)["flags"].empty()) << again.out;
+  // The log holds the same verdicts.
+  size_t flagged = 0;
+  for (const auto& r : test::parse_lines(test::read_file(dir_->file("watch.jsonl"))))
+    if (r["sni"] == "facebook.com" && !r["flags"].empty()) ++flagged;
+  EXPECT_GE(flagged, 1u);
 }

@@ -6,7 +6,6 @@
 #include "commands.hpp"
 #include "drivers/fpserver.hpp"
 #include "io/jsonl.hpp"
-#include "net/targets.hpp"
 
 #include <fmt/format.h>
 
@@ -29,8 +28,16 @@ struct FpFlags {
 };
 
 int run_fpserver(const FpFlags& f) {
-  auto listen = net::parse_target(f.listen, 8443, false);
-  if (!listen || listen->prefix.count() != 1) throw UsageError("--listen " + f.listen + ": not ADDRESS:PORT");
+  // ADDRESS:PORT or [IPv6]:PORT; port 0 takes a free one.
+  auto colon = f.listen.rfind(':');
+  std::string host = colon == std::string::npos ? "" : f.listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  auto address = net::IpAddress::parse(host);
+  int port = -1;
+  if (colon != std::string::npos && colon + 1 < f.listen.size() && f.listen.size() - colon <= 6 &&
+      f.listen.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+    port = std::stoi(f.listen.substr(colon + 1));
+  if (!address || port < 0 || port > 65535) throw UsageError("--listen " + f.listen + ": not ADDRESS:PORT");
   if ((f.cert.empty()) != (f.key.empty())) throw UsageError("--cert and --key go together");
   certs::ServedChain chain;
   if (!f.cert.empty()) {
@@ -57,7 +64,7 @@ int run_fpserver(const FpFlags& f) {
   if (f.max_connections < 1 || f.hello_timeout <= 0 || f.handshake_timeout <= 0 || f.request_timeout <= 0)
     throw UsageError("--max-connections and the timeouts must be > 0");
   drivers::FpServerOptions o;
-  o.listen = {listen->prefix.base, listen->port};
+  o.listen = {*address, static_cast<uint16_t>(port)};
   o.max_connections = f.max_connections;
   o.hello_timeout = ms(f.hello_timeout);
   o.handshake_timeout = ms(f.handshake_timeout);

@@ -11,18 +11,22 @@
 
 #include <fmt/format.h>
 
+#include <deque>
 #include <filesystem>
+#include <future>
 #include <map>
 #include <unistd.h>
 
 namespace mw::app {
 namespace {
 
+constexpr size_t kBatch = 256, kBatchesInFlight = 4;
+
 struct PcapFlags {
   std::vector<std::string> files;
   std::string output = "-";
   std::string interceptors, fingerprints;
-  bool overwrite = false, quiet = false;
+  bool overwrite = false, quiet = false, raw = false;
 };
 
 int run_pcap(const PcapFlags& f) {
@@ -54,17 +58,55 @@ int run_pcap(const PcapFlags& f) {
   std::string write_error, read_error;
   auto t0 = std::chrono::steady_clock::now();
   for (const auto& path : f.files) {
-    records::SessionContext ctx{path, &*interceptors, &*fingerprints};
+    records::SessionContext ctx{path, &*interceptors, &*fingerprints, f.raw};
+    // Records are made on other cores in batches while the file is read:
+    // making them costs more than reading (fingerprints, JSON). Batches are
+    // written in the order their connections ended, as one write each.
+    struct Made {
+      std::string lines;
+      uint64_t records = 0, flagged = 0;
+      std::map<std::string, uint64_t> by_flag;
+    };
+    std::deque<std::future<Made>> making;
+    auto write_made = [&](Made m) {
+      sessions += m.records;
+      flagged += m.flagged;
+      for (const auto& [k, n] : m.by_flag) by_flag[k] += n;
+      if (m.lines.empty()) return;
+      m.lines.pop_back();  // write_line adds the last '\n'
+      if (auto ok = out->write_line(std::move(m.lines)); !ok && write_error.empty()) write_error = ok.error();
+    };
+    std::vector<pcap::TlsSession> batch;
+    auto submit = [&] {
+      if (batch.empty()) return;
+      making.push_back(std::async(std::launch::async, [&ctx, b = std::move(batch)] {
+        Made m;
+        for (const auto& s : b) {
+          auto j = records::to_json(s, ctx);
+          ++m.records;
+          if (!j["flags"].empty()) ++m.flagged;
+          for (const auto& flag : j["flags"]) ++m.by_flag[flag["kind"].get<std::string>()];
+          m.lines += j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+          m.lines += '\n';
+        }
+        return m;
+      }));
+      batch.clear();
+      while (making.size() > kBatchesInFlight) {
+        write_made(making.front().get());
+        making.pop_front();
+      }
+    };
     drivers::PcapReadHooks hooks;
     hooks.on_session = [&](pcap::TlsSession&& s) {
-      auto j = records::to_json(s, ctx);
-      ++sessions;
-      if (!j["flags"].empty()) ++flagged;
-      for (const auto& flag : j["flags"]) ++by_flag[flag["kind"].get<std::string>()];
-      if (auto ok = out->write(j); !ok && write_error.empty()) write_error = ok.error();
+      batch.push_back(std::move(s));
+      if (batch.size() >= kBatch) submit();
     };
     hooks.on_progress = [&](uint64_t at) { bar.update((done_bytes + at) / (1 << 20), fmt::format("{} TLS", sessions)); };
     auto stats = drivers::read_pcap(path, hooks);
+    submit();
+    for (auto& m : making) write_made(m.get());
+    making.clear();
     if (!stats) {
       bar.finish();
       (void)out->sync();
@@ -103,8 +145,8 @@ Action add_pcap_command(CLI::App& app) {
   jq -c 'select(.flags != []) | [.server, .sni, .flags]' sessions.jsonl
 
 One JSON object per TLS connection (schema mitmwatch.pcap/1, docs/fingerprints.md):
-endpoints, SNI, ALPN, versions, cipher, the fingerprints ja3, ja3s, ja4 (and
-ja4_r, ja4_o, ja4_ro), ja4s, tlsfp, the certificate chain when it went in
+endpoints, SNI, ALPN, versions, cipher, the fingerprints ja3, ja3s, ja4, ja4s,
+tlsfp (with -r also ja3_full, ja4_r, ja4_o, ja4_ro, ja3s_full, ja4s_r), the certificate chain when it went in
 clear (TLS <= 1.2), each direction's IP TTL runs and first IP IDs, and flags:
   known-interceptor        the chain holds or is signed by a known interception root
   forgery-sign             the leaf has a mark of the known forgeries (RSA exponent 3, ...)
@@ -121,6 +163,7 @@ Exit codes: 0 done; 1 a file ended in the middle (what was read is written); 2 b
   app.add_option("--interceptors", f->interceptors, "Registry of known interception roots (default: built in)");
   app.add_option("--fingerprints", f->fingerprints,
                  "Registry of interception devices' ClientHello fingerprints (default: built in, data/fingerprints.json)");
+  app.add_flag("-r,--raw", f->raw, "Also the strings the hashes are made of: ja3_full, ja4_r, ja4_o, ja4_ro, ja3s_full, ja4s_r");
   app.add_flag("-q,--quiet", f->quiet, "No progress bar or summary");
   return [f] { return run_pcap(*f); };
 }

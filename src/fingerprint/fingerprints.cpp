@@ -167,7 +167,7 @@ Ja3 ja3s(const ServerHello& h) {
   return j;
 }
 
-Ja4 ja4(const ClientHello& h, char transport) {
+Ja4 ja4(const ClientHello& h, char transport, bool original_order) {
   auto ciphers = without_grease(h.ciphers);
   auto extensions = without_grease(extension_types(h.extensions));
   auto versions = without_grease(h.supported_versions);
@@ -187,12 +187,14 @@ Ja4 ja4(const ClientHello& h, char transport) {
   auto sorted_ciphers = ciphers;
   std::sort(sorted_ciphers.begin(), sorted_ciphers.end());
 
-  std::string b_sorted = comma_hex(sorted_ciphers), b_original = comma_hex(ciphers);
+  std::string b_sorted = comma_hex(sorted_ciphers);
   std::string c_sorted = sorted_extensions.empty() && sigalgs.empty() ? "" : with_sigalgs(comma_hex(sorted_extensions));
-  std::string c_original = extensions.empty() && sigalgs.empty() ? "" : with_sigalgs(comma_hex(extensions));
   Ja4 j;
   j.ja4 = fmt::format("{}_{}_{}", a, ja4_hash(b_sorted), ja4_hash(c_sorted));
   j.ja4_r = fmt::format("{}_{}_{}", a, b_sorted, c_sorted);
+  if (!original_order) return j;
+  std::string b_original = comma_hex(ciphers);
+  std::string c_original = extensions.empty() && sigalgs.empty() ? "" : with_sigalgs(comma_hex(extensions));
   // As the reference does: with nothing but SNI/ALPN and no signature
   // algorithms, the original-order hash is zeros too (its raw form still lists them).
   j.ja4_o = fmt::format("{}_{}_{}", a, ja4_hash(b_original), ja4_hash(c_sorted.empty() ? "" : c_original));

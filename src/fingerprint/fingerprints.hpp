@@ -32,7 +32,8 @@ struct Ja4s {
 // transport: 't' TCP, 'q' QUIC, 'd' DTLS.
 Ja3 ja3(const ClientHello& h);
 Ja3 ja3s(const ServerHello& h);
-Ja4 ja4(const ClientHello& h, char transport = 't');
+// `original_order` false leaves ja4_o and ja4_ro empty (two hashes fewer).
+Ja4 ja4(const ClientHello& h, char transport = 't', bool original_order = true);
 Ja4s ja4s(const ServerHello& h, char transport = 't');
 std::string tlsfp(const ClientHello& h);
 

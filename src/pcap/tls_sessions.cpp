@@ -155,20 +155,10 @@ void TlsSessionTable::close(Connection& c) {
   } else {
     ++stats_.not_tls;
   }
-  // A closed connection stays as a small tombstone, so stragglers (the last
-  // ACKs) do not count as a new connection.
-  for (auto& s : c.side) {
-    s.tcp = TcpStream();
-    s.handshake = fingerprint::HandshakeStream();
-    s.chain.clear();
-  }
 }
 
 void TlsSessionTable::evict_some() {
-  for (auto it = open_.begin(); it != open_.end();)
-    it = it->second->closed ? open_.erase(it) : std::next(it);
-  if (open_.size() < max_open_) return;
-  // Still full of live connections: close the least recently active half.
+  // Full of live connections: close the least recently active half.
   std::vector<std::pair<Clock::time_point, Key>> by_age;
   for (const auto& [k, c] : open_) by_age.push_back({c->last, k});
   std::sort(by_age.begin(), by_age.end(), [](const auto& x, const auto& y) { return x.first < y.first; });
@@ -187,10 +177,11 @@ void TlsSessionTable::on_packet(Clock::time_point when, const net::IpPacket& ip,
   Key key = src_first ? Key{src.ip, dst.ip, src.port, dst.port} : Key{dst.ip, src.ip, dst.port, src.port};
   bool bare_syn = tcp.has(net::TcpSegment::kSyn) && !tcp.has(net::TcpSegment::kAck);
   auto it = open_.find(key);
-  if (it != open_.end() && it->second->closed) {
-    if (!bare_syn) return;  // a straggler of a finished connection
-    open_.erase(it);
-    it = open_.end();
+  if (it == open_.end() && !closed_.empty()) {
+    if (auto done = closed_.find(key); done != closed_.end()) {
+      if (!bare_syn) return;  // a straggler of a finished connection
+      closed_.erase(done);
+    }
   }
   if (it == open_.end()) {
     if (open_.size() >= max_open_) evict_some();
@@ -218,16 +209,21 @@ void TlsSessionTable::on_packet(Clock::time_point when, const net::IpPacket& ip,
   }
   if (tcp.has(net::TcpSegment::kFin)) from.fin = true;
   if (tcp.has(net::TcpSegment::kRst)) c.rst = true;
-  if (c.rst || (c.side[0].fin && c.side[1].fin)) close(c);
+  if (c.rst || (c.side[0].fin && c.side[1].fin)) {
+    close(c);
+    open_.erase(it);
+    if (closed_.size() >= max_open_) closed_.clear();
+    closed_.insert(key);
+  }
 }
 
 void TlsSessionTable::finish() {
   std::vector<Connection*> live;
-  for (auto& [k, c] : open_)
-    if (!c->closed) live.push_back(c.get());
+  for (auto& [k, c] : open_) live.push_back(c.get());
   std::sort(live.begin(), live.end(), [](const Connection* a, const Connection* b) { return a->stream < b->stream; });
   for (Connection* c : live) close(*c);
   open_.clear();
+  closed_.clear();
 }
 
 }  // namespace mw::pcap

@@ -18,6 +18,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace mw::pcap {
@@ -86,6 +87,9 @@ class TlsSessionTable {
   Emit emit_;
   size_t max_open_;
   std::unordered_map<Key, std::unique_ptr<Connection>, KeyHash> open_;
+  // Connections that ended: their stragglers (the last ACKs) are not a new
+  // connection; a new SYN is. Bounded: forgotten wholesale when full.
+  std::unordered_set<Key, KeyHash> closed_;
   Stats stats_;
 };
 

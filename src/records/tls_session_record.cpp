@@ -80,7 +80,7 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
   std::string ja3_hash, ja4_value, tlsfp_value;
   if (const auto& h = s.client_hello) {
     auto ja3 = fingerprint::ja3(*h);
-    auto ja4 = fingerprint::ja4(*h);
+    auto ja4 = fingerprint::ja4(*h, 't', ctx.raw);
     ja3_hash = ja3.hash;
     ja4_value = ja4.ja4;
     tlsfp_value = fingerprint::tlsfp(*h);
@@ -92,12 +92,14 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
       if (!fingerprint::is_grease(v)) versions.push_back(version_name(v));
     j["supported_versions"] = versions;
     j["ja3"] = ja3.hash;
-    j["ja3_full"] = ja3.full;
     j["ja4"] = ja4.ja4;
-    j["ja4_r"] = ja4.ja4_r;
-    j["ja4_o"] = ja4.ja4_o;
-    j["ja4_ro"] = ja4.ja4_ro;
     j["tlsfp"] = tlsfp_value;
+    if (ctx.raw) {
+      j["ja3_full"] = ja3.full;
+      j["ja4_r"] = ja4.ja4_r;
+      j["ja4_o"] = ja4.ja4_o;
+      j["ja4_ro"] = ja4.ja4_ro;
+    }
   } else {
     for (const char* k : {"sni", "ja3", "ja4", "tlsfp"}) j[k] = nullptr;
   }
@@ -108,9 +110,11 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
     j["cipher"] = fmt::format("0x{:04x}", h->cipher);
     j["server_alpn"] = h->alpn ? Json(*h->alpn) : Json(nullptr);
     j["ja3s"] = ja3s.hash;
-    j["ja3s_full"] = ja3s.full;
     j["ja4s"] = ja4s.ja4s;
-    j["ja4s_r"] = ja4s.ja4s_r;
+    if (ctx.raw) {
+      j["ja3s_full"] = ja3s.full;
+      j["ja4s_r"] = ja4s.ja4s_r;
+    }
   } else {
     for (const char* k : {"version", "ja3s", "ja4s"}) j[k] = nullptr;
   }
@@ -148,7 +152,10 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
   ip_id_break(s, flags);
 
   j["ttl"] = {{"client", ttl_runs(s.from_client)}, {"server", ttl_runs(s.from_server)}};
-  j["ip_id"] = {{"client", s.from_client.ip_ids}, {"server", s.from_server.ip_ids}};
+  auto shown = [](const std::vector<uint32_t>& ids) {
+    return std::vector<uint32_t>(ids.begin(), ids.begin() + static_cast<long>(std::min(ids.size(), kIpIdsShown)));
+  };
+  j["ip_id"] = {{"client", shown(s.from_client.ip_ids)}, {"server", shown(s.from_server.ip_ids)}};
   j["packets"] = {{"client", s.from_client.packets}, {"server", s.from_server.packets}};
   if (s.client_preamble || s.server_preamble)
     j["preamble_bytes"] = {{"client", s.client_preamble}, {"server", s.server_preamble}};

@@ -19,7 +19,14 @@ struct SessionContext {
   std::string file;
   const certs::InterceptorRegistry* interceptors = nullptr;
   const fingerprint::FingerprintRegistry* fingerprints = nullptr;
+  // The strings the hashes are made of (ja3_full, ja4_r, ja4_o, ja4_ro,
+  // ja3s_full, ja4s_r), as the JA4 tool's -r/-o: off by default, they
+  // triple a record's size.
+  bool raw = false;
 };
+
+// IP IDs shown per direction in a record (the analysis sees more).
+inline constexpr size_t kIpIdsShown = 16;
 
 // A server-side IP ID step larger than this between consecutive packets
 // breaks the sequence (Linux counts per connection, +1 a packet).
