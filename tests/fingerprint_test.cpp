@@ -27,16 +27,6 @@ namespace {
 const std::string kPcaps = std::string(MW_SHARED_DATA) + "/pcaps/";
 const std::string kHellos = std::string(MW_SHARED_DATA) + "/clienthellos/";
 
-std::vector<uint8_t> from_hex_file(const std::string& path) {
-  std::string digits;
-  for (char c : test::read_file(path))
-    if (std::isxdigit(static_cast<unsigned char>(c))) digits.push_back(c);
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < digits.size(); i += 2)
-    out.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-  return out;
-}
-
 fp::ClientHello hello_of(const std::vector<uint8_t>& records) {
   fp::HandshakeStream s;
   s.feed(records);
@@ -143,8 +133,8 @@ TEST(Fingerprint, Ja3AndJa3sEqualTsharksOnTheSameCaptures) {
 }
 
 TEST(Fingerprint, The2019StudysClientHellos) {
-  auto fb = hello_of(from_hex_file(kHellos + "fb-2019.hex"));
-  auto norm = hello_of(from_hex_file(kHellos + "norm-2019.hex"));
+  auto fb = hello_of(test::read_hex_file(kHellos + "fb-2019.hex"));
+  auto norm = hello_of(test::read_hex_file(kHellos + "norm-2019.hex"));
   EXPECT_EQ(fb.sni.value_or(""), "www.facebook.com");
   EXPECT_FALSE(norm.sni);
   EXPECT_EQ(fb.record_version, 0x0301);
@@ -182,7 +172,7 @@ TEST(Fingerprint, GoldenRecordsOfTheSharedCaptures) {
 // ---- behaviour ----
 
 TEST(HandshakeStream, AClientHelloSplitOverRecordsAndBytesGivesTheSameFingerprints) {
-  auto records = from_hex_file(kHellos + "fb-2019.hex");
+  auto records = test::read_hex_file(kHellos + "fb-2019.hex");
   auto whole = hello_of(records);
   // Re-record the handshake message in 7-byte records.
   std::vector<uint8_t> message(records.begin() + 5, records.end());
@@ -204,7 +194,7 @@ TEST(HandshakeStream, AClientHelloSplitOverRecordsAndBytesGivesTheSameFingerprin
 }
 
 TEST(HandshakeStream, TlsAfterAProxyPreambleIsFoundAndJunkIsNot) {
-  auto records = from_hex_file(kHellos + "norm-2019.hex");
+  auto records = test::read_hex_file(kHellos + "norm-2019.hex");
   std::vector<uint8_t> socks = {0x05, 0x01, 0x00, 0x05, 0x00, 0x00, 0x01, 10, 0, 0, 1, 0x01, 0xbb};
   socks.insert(socks.end(), records.begin(), records.end());
   fp::HandshakeStream s;
@@ -220,7 +210,7 @@ TEST(HandshakeStream, TlsAfterAProxyPreambleIsFoundAndJunkIsNot) {
 }
 
 TEST(HandshakeStream, LyingLengthsEndTheStreamWithAReason) {
-  auto records = from_hex_file(kHellos + "fb-2019.hex");
+  auto records = test::read_hex_file(kHellos + "fb-2019.hex");
   auto record_too_long = records;
   record_too_long[3] = 0xff;  // record length 65k+
   fp::HandshakeStream a;

@@ -19,16 +19,6 @@ using namespace mw;
 
 namespace {
 
-std::vector<uint8_t> from_hex_file(const std::string& path) {
-  std::string digits;
-  for (char c : test::read_file(path))
-    if (std::isxdigit(static_cast<unsigned char>(c))) digits.push_back(c);
-  std::vector<uint8_t> out;
-  for (size_t i = 0; i + 1 < digits.size(); i += 2)
-    out.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
-  return out;
-}
-
 net::Fd connect_to(const net::Endpoint& at) {
   sockaddr_storage addr{};
   socklen_t len = at.to_sockaddr(addr);
@@ -103,7 +93,7 @@ TEST_F(FpServerTest, RecordsTheRawHelloItsFingerprintsAndTheSyn) {
   drivers::FpServerOptions o;
   o.handshake_timeout = std::chrono::milliseconds(300);
   start(o);
-  auto hello = from_hex_file(std::string(MW_SHARED_DATA) + "/clienthellos/fb-2019.hex");
+  auto hello = test::read_hex_file(std::string(MW_SHARED_DATA) + "/clienthellos/fb-2019.hex");
   auto fd = connect_to(server_->local());
   // In three segments, as a slow client would send it.
   for (size_t at = 0; at < hello.size(); at += 200) {

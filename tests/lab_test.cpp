@@ -352,8 +352,10 @@ class Tcpdump {
     pid_ = fork();
     if (pid_ == 0) {
       freopen("/dev/null", "w", stderr);
-      execlp("ip", "ip", "netns", "exec", ns.c_str(), "tcpdump", "-i", "any", "-U", "-w", file.c_str(), "tcp", "port",
-             "443", nullptr);
+      // Immediate mode: without it, packets wait in the kernel's ring for a
+      // block to fill or time out, and the last ones are lost at SIGINT.
+      execlp("ip", "ip", "netns", "exec", ns.c_str(), "tcpdump", "--immediate-mode", "-i", "any", "-U", "-w",
+             file.c_str(), "tcp", "port", "443", nullptr);
       _exit(127);
     }
     for (int i = 0; i < 50 && !std::filesystem::exists(file); ++i)
@@ -391,9 +393,11 @@ TEST_F(LabTest, CapturesShowTheForgedChainTheTtlBreakAndTheDevicesOwnHello) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  auto read = [](const std::string& file) {
+  std::string seen;  // every record read, for the failure messages
+  auto read = [&seen](const std::string& file) {
     auto r = test::run_mitmwatch({"pcap", "-q", file});
     EXPECT_EQ(r.exit_code, 0) << r.err;
+    seen += r.out + r.err;
     std::map<std::string, nlohmann::json> by_sni;  // the connections that sent an SNI
     for (auto& s : test::parse_lines(r.out))
       if (s["sni"].is_string()) by_sni[s["sni"].get<std::string>()] = s;
@@ -405,7 +409,7 @@ TEST_F(LabTest, CapturesShowTheForgedChainTheTtlBreakAndTheDevicesOwnHello) {
     return out;
   };
   auto client = read(client_pcap);
-  ASSERT_TRUE(client.count("facebook.com") && client.count("example.org"));
+  ASSERT_TRUE(client.count("facebook.com") && client.count("example.org")) << seen;
   const auto& forged = client["facebook.com"];
   EXPECT_EQ(forged["leaf"]["issuer"], "CN=Security Certificate,C=KZ") << forged;
   EXPECT_TRUE(kinds(forged).count("ttl-break")) << forged["flags"];

@@ -1,5 +1,6 @@
 #include "net/capture.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace mw::net {
@@ -111,8 +112,12 @@ PcapFile::Next PcapFile::next(CapturedPacket& out) {
   int rc = pcap_next_ex(handle_.get(), &header, &data);
   if (rc == 1) {
     out.frame = Bytes(data, header->caplen);
-    out.when = std::chrono::system_clock::time_point(std::chrono::seconds(header->ts.tv_sec) +
-                                                     std::chrono::microseconds(header->ts.tv_usec));
+    // A file's timestamps are whatever it says: clamp them to what a
+    // nanosecond time_point holds (until 2262), or later arithmetic overflows.
+    constexpr int64_t kMaxSeconds = 9'000'000'000;
+    int64_t sec = std::clamp<int64_t>(header->ts.tv_sec, 0, kMaxSeconds);
+    int64_t usec = std::clamp<int64_t>(header->ts.tv_usec, 0, 999'999'999);
+    out.when = std::chrono::system_clock::time_point(std::chrono::seconds(sec) + std::chrono::microseconds(usec));
     out.header = header;
     return Next::packet;
   }

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -47,6 +48,16 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::vector<uint8_t> read_hex_file(const std::string& path) {
+  std::string digits;
+  for (char c : read_file(path))
+    if (std::isxdigit(static_cast<unsigned char>(c))) digits.push_back(c);
+  std::vector<uint8_t> out;
+  for (size_t i = 0; i + 1 < digits.size(); i += 2)
+    out.push_back(static_cast<uint8_t>(std::stoi(digits.substr(i, 2), nullptr, 16)));
+  return out;
 }
 
 std::vector<std::string> read_lines(const std::string& path) {

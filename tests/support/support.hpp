@@ -34,6 +34,8 @@ std::vector<nlohmann::json> parse_lines(const std::string& text);
 void write_file(const std::string& path, const std::string& content);
 std::string read_file(const std::string& path);
 std::vector<std::string> read_lines(const std::string& path);
+// The bytes a hex text file spells (whitespace ignored): the shared 2019 ClientHellos.
+std::vector<uint8_t> read_hex_file(const std::string& path);
 void write_pem(const std::string& path, const std::vector<X509*>& certs);
 
 struct RunResult {
