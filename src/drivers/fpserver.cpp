@@ -237,7 +237,8 @@ struct FpServer::Impl {
       }
       return true;  // more comes with the next edge
     }
-    // The records up to the end of the ClientHello: what was peeked less what is still unparsed.
+    // What was peeked: the records of the ClientHello (a client sends nothing
+    // after it before the server answers).
     c.facts.hello_bytes.assign(peek_buffer.begin(), peek_buffer.begin() + n);
     if (m->type == fingerprint::handshake_type::kClientHello) {
       auto h = fingerprint::parse_client_hello(m->body, m->record_version);

@@ -34,7 +34,6 @@ void HandshakeStream::fail(State s, std::string why) {
 
 void HandshakeStream::feed(Bytes data) {
   if (state_ != State::reading || data.empty()) return;
-  seen_ += data.size();
   records_.insert(records_.end(), data.begin(), data.end());
   take_records();
 }

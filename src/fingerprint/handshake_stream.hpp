@@ -45,7 +45,6 @@ class HandshakeStream {
   const std::string& reason() const { return reason_; }
   // An alert seen in clear: (level, description).
   std::optional<std::pair<uint8_t, uint8_t>> alert() const { return alert_; }
-  uint64_t bytes_seen() const { return seen_; }
   // Bytes skipped before the first TLS record: a proxy's preamble (SOCKS,
   // HTTP CONNECT) that a connection may carry before its TLS starts.
   size_t preamble() const { return preamble_; }
@@ -65,7 +64,6 @@ class HandshakeStream {
   std::vector<uint8_t> handshake_;  // handshake bytes not yet a whole message
   uint16_t message_record_version_ = 0;
   std::deque<HandshakeMessage> ready_;
-  uint64_t seen_ = 0;
   bool first_record_ = true;
   size_t preamble_ = 0;
 };

@@ -131,12 +131,6 @@ constexpr uint8_t kHelloRetryRandom[32] = {0xCF, 0x21, 0xAD, 0x74, 0xE5, 0x9A, 0
 
 bool is_grease(uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 12) == ((v >> 4) & 0xf); }
 
-const Extension* ClientHello::find(uint16_t type) const {
-  for (const auto& x : extensions)
-    if (x.type == type) return &x;
-  return nullptr;
-}
-
 tl::expected<ClientHello, std::string> parse_client_hello(Bytes body, uint16_t record_version) {
   ClientHello h;
   h.record_version = record_version;

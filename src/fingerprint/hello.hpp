@@ -46,8 +46,6 @@ struct ClientHello {
   std::vector<std::string> alpn;
   std::vector<uint16_t> groups, signature_algorithms, supported_versions;
   std::vector<uint8_t> point_formats;
-
-  const Extension* find(uint16_t type) const;
 };
 
 struct ServerHello {

@@ -130,4 +130,16 @@ bool is_reserved(const IpAddress& addr) {
   return false;
 }
 
+size_t hash_flow(const IpAddress& a, const IpAddress& b, uint16_t a_port, uint16_t b_port) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  mix(a.bytes.data(), a.size());
+  mix(b.bytes.data(), b.size());
+  mix(reinterpret_cast<const uint8_t*>(&a_port), 2);
+  mix(reinterpret_cast<const uint8_t*>(&b_port), 2);
+  return static_cast<size_t>(h);
+}
+
 }  // namespace mw::net

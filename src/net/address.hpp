@@ -23,6 +23,9 @@ struct IpAddress {
   friend bool operator==(const IpAddress&, const IpAddress&) = default;
 };
 
+// A hash of a connection's addresses and ports (FNV-1a over the bytes that vary).
+size_t hash_flow(const IpAddress& a, const IpAddress& b, uint16_t a_port, uint16_t b_port);
+
 struct Prefix {
   IpAddress base;  // host bits are zero
   int length = 0;

@@ -33,7 +33,7 @@ struct TlsSessionTable::Connection {
   uint64_t stream = 0;
   Side side[2];  // side[0] sent the first packet seen
   Clock::time_point first, last;
-  bool rst = false, closed = false;
+  bool rst = false;
   std::vector<std::string> problems;
 
   void read_messages(Side& s) {
@@ -132,23 +132,14 @@ struct TlsSessionTable::Connection {
 };
 
 size_t TlsSessionTable::KeyHash::operator()(const Key& k) const {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  mix(k.a.bytes.data(), k.a.size());
-  mix(k.b.bytes.data(), k.b.size());
-  mix(reinterpret_cast<const uint8_t*>(&k.a_port), 2);
-  mix(reinterpret_cast<const uint8_t*>(&k.b_port), 2);
-  return static_cast<size_t>(h);
+  return net::hash_flow(k.a, k.b, k.a_port, k.b_port);
 }
 
 TlsSessionTable::TlsSessionTable(Emit emit, size_t max_open) : emit_(std::move(emit)), max_open_(max_open) {}
 TlsSessionTable::~TlsSessionTable() = default;
 
+// Called once per connection, which its caller then erases.
 void TlsSessionTable::close(Connection& c) {
-  if (c.closed) return;
-  c.closed = true;
   if (c.is_tls()) {
     ++stats_.tls;
     emit_(c.take());

@@ -53,7 +53,6 @@ struct TlsSession {
   std::optional<std::pair<uint8_t, uint8_t>> server_alert;
   size_t client_preamble = 0, server_preamble = 0;  // bytes before TLS (a SOCKS or CONNECT proxy)
   DirectionFacts from_client, from_server;
-  bool is_tls() const { return client_hello.has_value() || server_hello.has_value(); }
 };
 
 class TlsSessionTable {

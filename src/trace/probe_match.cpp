@@ -20,16 +20,7 @@ void push_bounded(std::vector<T>& v, T value) {
 }  // namespace
 
 size_t FlowKeyHash::operator()(const FlowKey& k) const {
-  // FNV-1a over the fields that vary.
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const uint8_t* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
-  };
-  mix(k.local.bytes.data(), k.local.size());
-  mix(k.remote.bytes.data(), k.remote.size());
-  mix(reinterpret_cast<const uint8_t*>(&k.local_port), 2);
-  mix(reinterpret_cast<const uint8_t*>(&k.remote_port), 2);
-  return static_cast<size_t>(h);
+  return net::hash_flow(k.local, k.remote, k.local_port, k.remote_port);
 }
 
 void ProbeMatcher::add(ProbeId id, const FlowKey& key) {
