@@ -5,11 +5,13 @@
 #include "commands.hpp"
 #include "target_input.hpp"
 #include "drivers/scan.hpp"
+#include "hello/raw_probe.hpp"
 #include "io/jsonl.hpp"
 #include "net/targets.hpp"
 #include "records/scan_record.hpp"
 
 #include <fmt/format.h>
+#include <openssl/rand.h>
 
 #include <cerrno>
 #include <csignal>
@@ -49,6 +51,8 @@ struct ScanFlags {
   bool resume = false;
   bool overwrite = false;
   bool quiet = false;
+  std::string hello = "openssl";
+  std::string hello_template = "minimal12";
 };
 
 int run_scan(const ScanFlags& f) {
@@ -104,6 +108,15 @@ int run_scan(const ScanFlags& f) {
   auto profile = tls::ClientProfile::browser_like();
   if (!profile) throw std::runtime_error(profile.error());
 
+  if (f.hello != "openssl" && f.hello != "cert-grab") throw UsageError("--hello must be openssl or cert-grab");
+  std::optional<hello::Template> grab_template;
+  if (f.hello == "cert-grab") {
+    auto t = f.hello_template == "openssl" ? hello::template_from_context(profile->get(), "openssl")
+                                           : hello::find_template(f.hello_template);
+    if (!t) throw UsageError("--template: " + t.error());
+    grab_template = std::move(*t);
+  }
+
   if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
   if (f.resume && f.select_trusted) throw UsageError("--resume does not apply to --select-trusted");
   check_output(f.output, f.resume, f.overwrite);
@@ -156,6 +169,22 @@ int run_scan(const ScanFlags& f) {
                                            s.by_verdict[static_cast<int>(verdict::Verdict::intercepted)]));
     if (!write_error.empty()) g_stop_requested = true;
   };
+
+  hello::CipherNames cipher_names;
+  if (grab_template) {
+    // cert-grab: a raw TLS 1.2 hello, the chain read in clear, the connection reset after Certificate.
+    hooks.make_probe = [&](const net::Endpoint& target, std::optional<size_t>, const std::string& sni) {
+      hello::HelloSpec spec;
+      spec.tls12_only = true;
+      spec.send_sni = !sni.empty();
+      if (spec.send_sni) spec.server_names = {sni};
+      uint8_t random[64];
+      RAND_bytes(random, sizeof random);
+      auto wire = hello::to_wire(hello::build_handshake(grab_template->hello, spec, random),
+                                 grab_template->hello.record_version, spec);
+      return std::make_unique<hello::RawHelloProbe>(target, std::move(wire), sni, options.source_ip, cipher_names);
+    };
+  }
 
   auto t0 = std::chrono::steady_clock::now();
   drivers::Scanner scanner(options, *profile, *trust, *registry);
@@ -226,6 +255,13 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--interceptors", f->interceptors, "Registry of known interception roots (default: built in)");
   app.add_flag("--select-trusted", f->select_trusted,
                "Only a control handshake per target; write the targets whose chain is trusted");
+  app.add_option("--hello", f->hello,
+                 "openssl: OpenSSL completes each handshake; cert-grab: a raw TLS 1.2 ClientHello, the chain read in "
+                 "clear, no key exchange (TLS 1.3-only servers answer with an error)")
+      ->capture_default_str();
+  app.add_option("--template", f->hello_template,
+                 "ClientHello shape for --hello cert-grab: minimal12, chrome, firefox, fb2019, openssl")
+      ->capture_default_str();
   app.add_option("-o,--output", f->output, "Write records to FILE (default: stdout)");
   app.add_flag("--resume", f->resume, "Keep the records in -o FILE and scan only what it lacks");
   app.add_flag("--overwrite", f->overwrite, "Replace a non-empty -o FILE");

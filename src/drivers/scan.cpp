@@ -14,6 +14,7 @@ using verdict::Verdict;
 // One test SNI of one target, through its attempts.
 struct SniTrack {
   std::string sni;
+  size_t test_index = 0;  // into ScanOptions::test_snis
   std::vector<tls::Observation> tests;
   std::optional<tls::Observation> recheck;
   int retries_left = 0;
@@ -37,8 +38,9 @@ struct ProbeRequest {
 
 struct InFlight {
   ProbeRequest request;
-  std::unique_ptr<tls::Handshake> handshake;
+  std::unique_ptr<tls::Probe> handshake;
   Clock::time_point deadline;
+  bool deadline_is_connect = true;
   uint32_t generation = 0;
 };
 
@@ -65,7 +67,8 @@ class ScanRun {
   void on_observation(const ProbeRequest& req, tls::Observation obs);
   void judge(TargetJob& job, uint64_t id, size_t sni_index);
   void emit(TargetJob& job, uint64_t id, size_t sni_index);
-  void wait_on(size_t slot, tls::Handshake::Want want);
+  void wait_on(size_t slot, tls::Probe::Want want);
+  void advance(size_t slot, tls::Probe::Want want);
   bool take_token(Clock::time_point now);
 
   const ScanOptions& options_;
@@ -85,6 +88,7 @@ class ScanRun {
   std::vector<InFlight> slots_;
   std::vector<size_t> free_slots_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> wakeups_;  // probes pacing their sends
   bool targets_exhausted_ = false;
   double tokens_ = 1;
   Clock::time_point last_refill_ = Clock::now();
@@ -104,12 +108,13 @@ bool ScanRun::fill_from_targets() {
     job.target = *target;
     const std::vector<std::string> control_only{""};
     const auto& snis = options_.test_snis.empty() ? control_only : options_.test_snis;
-    for (const auto& sni : snis) {
+    for (size_t t = 0; t < snis.size(); ++t) {
+      const auto& sni = snis[t];
       if (hooks_.already_done && hooks_.already_done(name, options_.test_snis.empty() ? options_.control_sni : sni)) {
         ++stats_.skipped_done;
         continue;
       }
-      job.snis.push_back(SniTrack{sni, {}, std::nullopt, options_.retries, false});
+      job.snis.push_back(SniTrack{sni, t, {}, std::nullopt, options_.retries, false});
     }
     if (job.snis.empty()) {
       ++stats_.targets_done;
@@ -150,24 +155,52 @@ void ScanRun::start(const ProbeRequest& req) {
   }
   InFlight& f = slots_[slot];
   f.request = req;
-  f.handshake = std::make_unique<tls::Handshake>(profile_, job.target, std::move(sni), options_.source_ip);
+  f.deadline_is_connect = true;
+  if (hooks_.make_probe)
+    f.handshake = hooks_.make_probe(job.target,
+                                    req.role == Role::test ? std::optional<size_t>(job.snis[req.sni].test_index) : std::nullopt, sni);
+  else
+    f.handshake = std::make_unique<tls::Handshake>(profile_, job.target, std::move(sni), options_.source_ip);
   ++f.generation;
   ++stats_.in_flight;
   auto want = f.handshake->start();
-  if (want == tls::Handshake::Want::done) {
+  if (want == tls::Probe::Want::done) {
     finish_slot(slot);
     return;
   }
   f.deadline = Clock::now() + options_.connect_timeout;
   deadlines_.push({f.deadline, slot, f.generation});
-  epoll_.add(f.handshake->fd(), want == tls::Handshake::Want::read ? EPOLLIN : EPOLLOUT,
-             (uint64_t{f.generation} << 32) | slot);
+  epoll_.add(f.handshake->fd(), 0, (uint64_t{f.generation} << 32) | slot);
+  wait_on(slot, want);
 }
 
-void ScanRun::wait_on(size_t slot, tls::Handshake::Want want) {
+void ScanRun::wait_on(size_t slot, tls::Probe::Want want) {
   InFlight& f = slots_[slot];
-  epoll_.modify(f.handshake->fd(), want == tls::Handshake::Want::read ? EPOLLIN : EPOLLOUT,
+  if (want == tls::Probe::Want::wait) {
+    // No socket interest while the probe paces itself; the wake-up calls it again.
+    epoll_.modify(f.handshake->fd(), 0, (uint64_t{f.generation} << 32) | slot);
+    wakeups_.push({f.handshake->wake_at(), slot, f.generation});
+    return;
+  }
+  epoll_.modify(f.handshake->fd(), want == tls::Probe::Want::read ? EPOLLIN : EPOLLOUT,
                 (uint64_t{f.generation} << 32) | slot);
+}
+
+// After the probe was called: finish it, or wait for what it wants next.
+void ScanRun::advance(size_t slot, tls::Probe::Want want) {
+  InFlight& f = slots_[slot];
+  bool was_connecting = f.deadline_is_connect;
+  if (want == tls::Probe::Want::done) {
+    finish_slot(slot);
+    return;
+  }
+  if (was_connecting && !f.handshake->connecting()) {
+    // Connected: the handshake phase gets its own deadline.
+    f.deadline_is_connect = false;
+    f.deadline = Clock::now() + options_.handshake_timeout;
+    deadlines_.push({f.deadline, slot, f.generation});
+  }
+  wait_on(slot, want);
 }
 
 void ScanRun::finish_slot(size_t slot) {
@@ -249,6 +282,7 @@ void ScanRun::emit(TargetJob& job, uint64_t id, size_t sni_index) {
     record.attempts.push_back({"control", *job.control});
   } else {
     record.sni = track.sni;
+    record.test_index = track.test_index;
     const tls::Observation& final_control = track.recheck ? *track.recheck : *job.control;
     std::vector<const tls::Observation*> tests;
     for (const auto& t : track.tests) tests.push_back(&t);
@@ -292,8 +326,9 @@ ScanStats ScanRun::run() {
 
     int timeout_ms = 100;
     if (rate_limited) timeout_ms = std::max(1, static_cast<int>(1000.0 / options_.rate));
-    if (!deadlines_.empty()) {
-      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(deadlines_.top().at - now).count();
+    for (const auto* queue : {&deadlines_, &wakeups_}) {
+      if (queue->empty()) continue;
+      auto until = std::chrono::duration_cast<std::chrono::milliseconds>(queue->top().at - now).count();
       timeout_ms = static_cast<int>(std::clamp<long long>(until + 1, 0, timeout_ms));
     }
     int n = epoll_.wait(events.data(), static_cast<int>(events.size()), timeout_ms);
@@ -301,21 +336,16 @@ ScanStats ScanRun::run() {
       size_t slot = events[i].data.u64 & 0xffffffffu;
       auto generation = static_cast<uint32_t>(events[i].data.u64 >> 32);
       if (slot >= slots_.size() || slots_[slot].generation != generation || !slots_[slot].handshake) continue;
-      InFlight& f = slots_[slot];
-      bool was_connecting = f.handshake->connecting();
-      auto want = f.handshake->on_ready();
-      if (want == tls::Handshake::Want::done) {
-        finish_slot(slot);
-        continue;
-      }
-      if (was_connecting && !f.handshake->connecting()) {
-        // Connected: the handshake phase gets its own deadline.
-        f.deadline = Clock::now() + options_.handshake_timeout;
-        deadlines_.push({f.deadline, slot, f.generation});
-      }
-      wait_on(slot, want);
+      advance(slot, slots_[slot].handshake->on_ready());
     }
     now = Clock::now();
+    while (!wakeups_.empty() && wakeups_.top().at <= now) {
+      Deadline w = wakeups_.top();
+      wakeups_.pop();
+      InFlight& f = slots_[w.slot];
+      if (f.generation != w.generation || !f.handshake) continue;
+      advance(w.slot, f.handshake->on_ready());
+    }
     while (!deadlines_.empty() && deadlines_.top().at <= now) {
       Deadline d = deadlines_.top();
       deadlines_.pop();

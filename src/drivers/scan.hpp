@@ -12,6 +12,7 @@
 #include "net/targets.hpp"
 #include "records/scan_record.hpp"
 #include "tls/client.hpp"
+#include "tls/probe.hpp"
 #include "tls/trust.hpp"
 
 #include <atomic>
@@ -46,6 +47,12 @@ struct ScanStats {
   bool stopped = false;          // ended early by the stop flag
 };
 
+// Makes the probe for one handshake: `test` is the index into test_snis, or
+// nullopt for a control. Unset: an OpenSSL handshake (tls::Handshake) with
+// the scanner's profile and the SNI given.
+using ProbeFactory = std::function<std::unique_ptr<tls::Probe>(const net::Endpoint& target, std::optional<size_t> test,
+                                                               const std::string& sni)>;
+
 struct ScanHooks {
   // Called for each finished record, in completion order.
   std::function<void(records::ScanRecord&&)> on_record;
@@ -56,6 +63,7 @@ struct ScanHooks {
   // Polled each loop turn; when it becomes true the scan ends at once
   // (records of unfinished targets are not written, and resume redoes them).
   const std::atomic<bool>* stop = nullptr;
+  ProbeFactory make_probe;
 };
 
 class Scanner {

@@ -9,6 +9,11 @@ using Json = nlohmann::ordered_json;
 
 // Certificate names are whatever bytes the server sent; JSON needs UTF-8.
 // Invalid sequences become U+FFFD so a hostile name cannot break a record.
+
+Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
+
+}  // namespace
+
 std::string utf8_safe(const std::string& in) {
   std::string out;
   out.reserve(in.size());
@@ -34,10 +39,6 @@ std::string utf8_safe(const std::string& in) {
   }
   return out;
 }
-
-Json null_if_empty(const std::string& s) { return s.empty() ? Json(nullptr) : Json(s); }
-
-}  // namespace
 
 nlohmann::ordered_json leaf_summary(const tls::Observation& obs) {
   X509* c = tls::leaf(obs);

@@ -23,6 +23,7 @@ struct Attempt {
 struct ScanRecord {
   net::Endpoint target;
   std::string sni;          // the test SNI; empty for a control-only record
+  size_t test_index = 0;    // into ScanOptions::test_snis (not written: drivers map it to their own fields)
   std::string control_sni;  // empty: the control sent no SNI
   verdict::Comparison result;
   size_t intercepted_attempts = 0;
@@ -31,6 +32,8 @@ struct ScanRecord {
 
 nlohmann::ordered_json to_json(const ScanRecord& record);
 nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& role);
+// `in` with bytes that are not UTF-8 replaced, so a JSON dump cannot throw on a hostile name.
+std::string utf8_safe(const std::string& in);
 // Subject, issuer, hashes and names of the leaf; null without one.
 nlohmann::ordered_json leaf_summary(const tls::Observation& obs);
 

@@ -52,6 +52,12 @@ tl::expected<ClientProfile, std::string> ClientProfile::browser_like() {
   return p;
 }
 
+tl::expected<ClientProfile, std::string> ClientProfile::tls13_only() {
+  auto p = browser_like();
+  if (p) SSL_CTX_set_min_proto_version(p->ctx_.get(), TLS1_3_VERSION);
+  return p;
+}
+
 Handshake::Handshake(const ClientProfile& profile, const net::Endpoint& target, std::string sni,
                      const std::optional<net::IpAddress>& source)
     : profile_(profile), target_(target), source_(source) {

@@ -7,6 +7,7 @@
 #include "net/fd.hpp"
 #include "tls/observation.hpp"
 #include "tls/ossl.hpp"
+#include "tls/probe.hpp"
 
 #include <tl/expected.hpp>
 
@@ -20,6 +21,8 @@ namespace mw::tls {
 class ClientProfile {
  public:
   static tl::expected<ClientProfile, std::string> browser_like();
+  // browser_like, offering TLS 1.3 only (sweep's tls13 variant).
+  static tl::expected<ClientProfile, std::string> tls13_only();
   SSL_CTX* get() const { return ctx_.get(); }
 
  private:
@@ -29,25 +32,20 @@ class ClientProfile {
 // Copies version, cipher, ALPN and the peer's chain out of a session.
 void capture_session(SSL* ssl, Observation& obs);
 
-class Handshake {
+class Handshake final : public Probe {
  public:
-  enum class Want { read, write, done };
-  using Clock = std::chrono::steady_clock;
 
   Handshake(const ClientProfile& profile, const net::Endpoint& target, std::string sni,
             const std::optional<net::IpAddress>& source);
   Handshake(const Handshake&) = delete;
   Handshake& operator=(const Handshake&) = delete;
 
-  Want start();
-  Want on_ready();
-  // The deadline passed: records connect-timeout or handshake-timeout.
-  void time_out();
-
-  int fd() const { return fd_.get(); }
-  bool connecting() const { return phase_ == Phase::connecting; }
-  // Moves the observation out; valid once want() is done.
-  Observation take() { return std::move(obs_); }
+  Want start() override;
+  Want on_ready() override;
+  void time_out() override;
+  int fd() const override { return fd_.get(); }
+  bool connecting() const override { return phase_ == Phase::connecting; }
+  Observation take() override { return std::move(obs_); }
 
  private:
   enum class Phase { connecting, handshaking, done };
