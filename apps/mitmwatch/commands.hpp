@@ -11,6 +11,7 @@ namespace mw::app {
 using Action = std::function<int()>;
 
 Action add_scan_command(CLI::App& app);
+Action add_sweep_command(CLI::App& app);
 Action add_trace_command(CLI::App& app);
 Action add_demo_command(CLI::App& app);
 Action add_lab_command(CLI::App& app);

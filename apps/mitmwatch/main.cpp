@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   std::map<CLI::App*, mw::app::Action> actions;
   auto* scan = app.add_subcommand("scan", "TLS handshakes with trigger and control SNIs; detects forged certificates");
   actions[scan] = mw::app::add_scan_command(*scan);
+  auto* sweep = app.add_subcommand("sweep", "Which of many domains trigger interception, and by what matching rule");
+  actions[sweep] = mw::app::add_sweep_command(*sweep);
   auto* trace = app.add_subcommand("trace", "TTL-limited ClientHellos: the hop where forged certificates are injected (root)");
   actions[trace] = mw::app::add_trace_command(*trace);
   auto* demo = app.add_subcommand("demo", "Start local TLS servers, some behind a stand-in interceptor, and scan them");

@@ -151,9 +151,9 @@ Json sweep_record_json(const records::ScanRecord& r, const SweepCase& c) {
           {"attempts", std::move(attempts)}};
 }
 
-std::optional<bool> VariantTally::triggered() const {
+std::optional<bool> VariantTally::triggered(bool blocked_is_no) const {
   if (intercepted > 0) return true;
-  if (clean > 0) return false;
+  if (clean > 0 || (blocked_is_no && blocked > 0)) return false;
   return std::nullopt;
 }
 
@@ -161,6 +161,7 @@ void tally(Tallies& t, const std::string& domain, const std::string& variant, ve
   auto& x = t[domain][variant];
   if (v == verdict::Verdict::intercepted) ++x.intercepted;
   else if (v == verdict::Verdict::clean) ++x.clean;
+  else if (v == verdict::Verdict::blocked) ++x.blocked;
   else ++x.other;
 }
 
@@ -169,7 +170,7 @@ DomainRule infer_domain_rule(const std::string& domain, const std::map<std::stri
   r.domain = domain;
   auto seen = [&](const char* v) -> std::optional<bool> {
     auto it = variants.find(v);
-    return it == variants.end() ? std::nullopt : it->second.triggered();
+    return it == variants.end() ? std::nullopt : it->second.triggered(std::string_view(v).rfind("two-sni", 0) == 0);
   };
   auto exact = seen("exact");
   auto sub = seen("subdomain"), suf = seen("suffix"), pre = seen("prefix"), mid = seen("substring");
@@ -246,9 +247,10 @@ std::string describe(const DomainRule& r) {
                       : r.sni_entry == "last"  ? "reads the last server_name entry"
                       : r.sni_entry == "any"   ? "triggers on any server_name entry"
                       : r.sni_entry == "neither" ? "ignores hellos with two server_name entries"
-                                                 : "which server_name entry it reads is unknown";
+                                                 : "";
   std::string words = "Intercepts when " + m + ", " +
-                      yes_no(fact("case_insensitive"), "ignoring case", "case-sensitively") + "; it " + entry + "; " +
+                      yes_no(fact("case_insensitive"), "ignoring case", "case-sensitively") +
+                      (entry.empty() ? "; which server_name entry it reads is unknown; " : "; it " + entry + "; ") +
                       yes_no(fact("reassembles_records"), "reassembles hellos split over TLS records",
                              "does not reassemble hellos split over TLS records") +
                       "; " +

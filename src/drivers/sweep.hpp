@@ -61,8 +61,11 @@ nlohmann::ordered_json sweep_record_json(const records::ScanRecord& record, cons
 
 // Per (domain, variant): on how many servers it was intercepted, clean, or neither.
 struct VariantTally {
-  int intercepted = 0, clean = 0, other = 0;
-  std::optional<bool> triggered() const;  // nullopt: no server gave a clean or intercepted answer
+  int intercepted = 0, clean = 0, blocked = 0, other = 0;
+  // nullopt: no server gave a clean or intercepted answer. `blocked_is_no`:
+  // a failure where the control succeeded counts as not intercepted (servers
+  // refuse hellos with two server_name entries; only a forged chain is a yes).
+  std::optional<bool> triggered(bool blocked_is_no = false) const;
 };
 using Tallies = std::map<std::string, std::map<std::string, VariantTally>>;  // domain -> variant -> tally
 void tally(Tallies& t, const std::string& domain, const std::string& variant, verdict::Verdict v);

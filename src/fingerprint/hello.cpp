@@ -91,10 +91,9 @@ void decode_client_extension(ClientHello& h, const Extension& x) {
         uint8_t kind;
         Bytes name;
         if (!names.u8(kind) || !names.prefixed16(name)) return;
-        if (kind == 0 && !h.sni) {
-          h.sni = std::string(name.begin(), name.end());
-          return;
-        }
+        if (kind != 0) continue;
+        h.server_names.emplace_back(name.begin(), name.end());
+        if (!h.sni) h.sni = h.server_names.back();
       }
       return;
     }

@@ -42,7 +42,8 @@ struct ClientHello {
   std::vector<Extension> extensions;  // wire order, GREASE kept
 
   // Decoded from the extensions (GREASE kept where the list has it):
-  std::optional<std::string> sni;  // first host_name entry
+  std::optional<std::string> sni;         // first host_name entry
+  std::vector<std::string> server_names;  // every host_name entry, in order
   std::vector<std::string> alpn;
   std::vector<uint16_t> groups, signature_algorithms, supported_versions;
   std::vector<uint8_t> point_formats;

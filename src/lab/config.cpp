@@ -4,6 +4,7 @@
 
 #include <toml.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -38,6 +39,16 @@ T get_or(const toml::value& v, const char* key, T fallback) {
 
 std::string_view default_lab_toml() { return embedded_lab_toml(); }
 
+const char* to_string(TriggerMatch m) {
+  switch (m) {
+    case TriggerMatch::exact: return "exact";
+    case TriggerMatch::subdomains: return "subdomains";
+    case TriggerMatch::suffix: return "suffix";
+    case TriggerMatch::substring: return "substring";
+  }
+  return "?";
+}
+
 tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, const std::string& origin) {
   LabConfig c;
   std::string where;
@@ -54,9 +65,24 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       const auto& d = toml::find(doc, "device");
       c.device.enabled = get_or<bool>(d, "enabled", true);
       std::string match = get_or<std::string>(d, "match", std::string("subdomains"));
-      if (match != "exact" && match != "subdomains")
-        return tl::unexpected(origin + ": device.match must be \"exact\" or \"subdomains\"");
-      c.device.match_subdomains = match == "subdomains";
+      static const std::pair<const char*, TriggerMatch> kMatches[] = {{"exact", TriggerMatch::exact},
+                                                                      {"subdomains", TriggerMatch::subdomains},
+                                                                      {"suffix", TriggerMatch::suffix},
+                                                                      {"substring", TriggerMatch::substring}};
+      auto m = std::find_if(std::begin(kMatches), std::end(kMatches), [&](const auto& k) { return match == k.first; });
+      if (m == std::end(kMatches))
+        return tl::unexpected(origin + ": device.match must be \"exact\", \"subdomains\", \"suffix\" or \"substring\"");
+      c.device.match = m->second;
+      c.device.case_sensitive = get_or<bool>(d, "case_sensitive", false);
+      std::string entry = get_or<std::string>(d, "sni_entry", std::string("first"));
+      if (entry != "first" && entry != "last")
+        return tl::unexpected(origin + ": device.sni_entry must be \"first\" or \"last\"");
+      c.device.last_sni_entry = entry == "last";
+      for (const auto& r : get_or<std::vector<std::string>>(d, "reassemble", std::vector<std::string>{})) {
+        if (r == "segments") c.device.reassemble_segments = true;
+        else if (r == "records") c.device.reassemble_records = true;
+        else return tl::unexpected(origin + ": device.reassemble: '" + r + "' is not \"segments\" or \"records\"");
+      }
       c.device.fraction = get_or<double>(d, "fraction", 1.0);
       c.device.triggers = get_or<std::vector<std::string>>(d, "triggers", std::vector<std::string>{});
     }

@@ -35,9 +35,18 @@ struct ForgeryConfig {
   std::string country = "KZ";
 };
 
+// How the device matches a ClientHello's server_name against its triggers:
+// every option `sweep --infer-rule` can tell apart.
+enum class TriggerMatch { exact, subdomains, suffix, substring };
+const char* to_string(TriggerMatch m);
+
 struct DeviceConfig {
   bool enabled = true;
-  bool match_subdomains = true;
+  TriggerMatch match = TriggerMatch::subdomains;
+  bool case_sensitive = false;
+  bool last_sni_entry = false;       // reads the last host_name entry (else the first)
+  bool reassemble_segments = false;  // buffers a hello split over TCP segments (else passes the flow)
+  bool reassemble_records = false;   // joins a hello split over TLS records (else reads the first record only)
   double fraction = 1.0;
   std::vector<std::string> triggers;  // empty in the file: the report's 37
 };

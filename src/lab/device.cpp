@@ -2,7 +2,8 @@
 
 #include "certs/issue.hpp"
 #include "certs/x509.hpp"
-#include "fingerprint/sni.hpp"
+#include "fingerprint/handshake_stream.hpp"
+#include "fingerprint/hello.hpp"
 #include "lab/lab.hpp"
 #include "net/fd.hpp"
 #include "tls/socket_bio.hpp"
@@ -77,6 +78,8 @@ struct Flow {
   TcpOptions client, server;
   bool syn_ack_seen = false;
   enum class State { tracking, hijacked, passed } state = State::tracking;
+  std::vector<uint8_t> hello;  // the client's bytes so far (one segment, or more when reassembling)
+  uint32_t hello_seq = 0;      // sequence number of hello[0]
   Clock::time_point last_seen = Clock::now();
 };
 
@@ -107,14 +110,109 @@ TcpOptions parse_tcp_options(const uint8_t* p, size_t len) {
   return o;
 }
 
+bool names_equal(const DeviceConfig& d, std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  return d.case_sensitive ? a == b : strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
 bool trigger_matches(const DeviceConfig& d, const std::string& sni) {
+  std::string_view name = sni;
   for (const auto& t : d.triggers) {
-    if (strcasecmp(sni.c_str(), t.c_str()) == 0) return true;
-    if (d.match_subdomains && sni.size() > t.size() && sni[sni.size() - t.size() - 1] == '.' &&
-        strcasecmp(sni.c_str() + sni.size() - t.size(), t.c_str()) == 0)
-      return true;
+    if (names_equal(d, name, t)) return true;
+    if (name.size() <= t.size()) continue;
+    std::string_view tail = name.substr(name.size() - t.size());
+    switch (d.match) {
+      case TriggerMatch::exact: break;
+      case TriggerMatch::subdomains:
+        if (name[name.size() - t.size() - 1] == '.' && names_equal(d, tail, t)) return true;
+        break;
+      case TriggerMatch::suffix:
+        if (names_equal(d, tail, t)) return true;
+        break;
+      case TriggerMatch::substring:
+        for (size_t i = 0; i + t.size() <= name.size(); ++i)
+          if (names_equal(d, name.substr(i, t.size()), t)) return true;
+        break;
+    }
   }
   return false;
+}
+
+// What the device could read of the client's first bytes.
+struct HelloRead {
+  enum class Status { whole, partial, not_hello } status = Status::not_hello;
+  std::vector<std::string> names;
+};
+
+// Without `join_records` the device reads the first record only, as a simple
+// DPI box does: a hello split over records is not a hello to it.
+HelloRead read_hello(const std::vector<uint8_t>& bytes, bool join_records) {
+  HelloRead out;
+  auto parsed = [&](fingerprint::Bytes body) {
+    auto h = fingerprint::parse_client_hello(body);
+    if (!h) return out;
+    out.status = HelloRead::Status::whole;
+    out.names = h->server_names;
+    return out;
+  };
+  if (join_records) {
+    fingerprint::HandshakeStream stream;
+    stream.feed(bytes);
+    if (auto m = stream.next())
+      return m->type == fingerprint::handshake_type::kClientHello ? parsed(m->body) : out;
+    if (stream.state() == fingerprint::HandshakeStream::State::reading && stream.preamble() == 0)
+      out.status = HelloRead::Status::partial;
+    return out;
+  }
+  if (bytes.size() < 5) {
+    out.status = bytes.empty() || bytes[0] == 22 ? HelloRead::Status::partial : HelloRead::Status::not_hello;
+    return out;
+  }
+  size_t record = size_t{bytes[3]} << 8 | bytes[4];
+  if (bytes[0] != 22) return out;
+  if (bytes.size() < 5 + record) {
+    out.status = HelloRead::Status::partial;
+    return out;
+  }
+  if (record < 4 || bytes[5] != fingerprint::handshake_type::kClientHello) return out;
+  size_t length = size_t{bytes[6]} << 16 | size_t{bytes[7]} << 8 | bytes[8];
+  if (4 + length > record) return out;  // continues in another record: unread
+  return parsed({bytes.data() + 9, length});
+}
+
+// OpenSSL, the device's own TLS server, refuses a server_name with more than
+// one entry (RFC 6066). The device keeps `name` alone and fills the freed
+// bytes with an unassigned extension, so the hello keeps its length and the
+// TCP sequence numbers still fit. Only a hello in one record is rewritten.
+void keep_one_server_name(std::vector<uint8_t>& b, const std::string& name) {
+  size_t p = 5 + 4 + 2 + 32;
+  auto u16 = [&](size_t at) { return at + 1 < b.size() ? size_t{b[at]} << 8 | b[at + 1] : size_t{0}; };
+  if (b.size() < p + 1) return;
+  p += 1 + b[p];
+  p += 2 + u16(p);
+  if (p >= b.size()) return;
+  p += 1 + b[p];
+  size_t end = std::min(b.size(), p + 2 + u16(p));
+  p += 2;
+  while (p + 4 <= end) {
+    size_t type = u16(p), len = u16(p + 2);
+    if (p + 4 + len > end) return;
+    if (type == 0) {
+      size_t fresh = 5 + name.size();
+      if (fresh + 4 > len) return;
+      std::vector<uint8_t> body{static_cast<uint8_t>((name.size() + 3) >> 8), static_cast<uint8_t>(name.size() + 3), 0,
+                                static_cast<uint8_t>(name.size() >> 8), static_cast<uint8_t>(name.size())};
+      body.insert(body.end(), name.begin(), name.end());
+      size_t filler = len - fresh - 4;
+      body.insert(body.end(), {0x4d, 0x57, static_cast<uint8_t>(filler >> 8), static_cast<uint8_t>(filler)});
+      body.resize(body.size() + filler, 0);
+      b[p + 2] = static_cast<uint8_t>(fresh >> 8);
+      b[p + 3] = static_cast<uint8_t>(fresh);
+      std::copy(body.begin(), body.end(), b.begin() + static_cast<long>(p + 4));
+      return;
+    }
+    p += 4 + len;
+  }
 }
 
 sockaddr_in ipv4(uint32_t ip_net, uint16_t port_host) {
@@ -452,29 +550,44 @@ int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
   if (it->second.state != Flow::State::tracking) return accept();
   Flow& flow = it->second;
   flow.last_seen = Clock::now();
-  auto hello = fingerprint::client_hello_sni(payload, payload_len);
-  if (hello.status != fingerprint::HelloStatus::ok) {
-    flow.state = Flow::State::passed;  // not a (whole) ClientHello in this segment: leave the flow alone
+  const DeviceConfig& rules = config_.device;
+  uint32_t seq = ntohl(tcp->seq);
+  if (flow.hello.empty()) flow.hello_seq = seq;
+  if (seq != flow.hello_seq + flow.hello.size()) return accept();  // a retransmission or out of order: wait
+  flow.hello.insert(flow.hello.end(), payload, payload + payload_len);
+  auto hello = read_hello(flow.hello, rules.reassemble_records);
+  // A reassembling device lets the first pieces through and keeps a copy.
+  if (hello.status == HelloRead::Status::partial && rules.reassemble_segments && flow.hello.size() < 16384)
+    return accept();
+  if (hello.status != HelloRead::Status::whole) {
+    flow.state = Flow::State::passed;  // not a (whole) ClientHello where it looks: leave the flow alone
+    flow.hello = {};
     ++passed_;
     ++pass_not_whole_hello_;
     return accept();
   }
+  std::optional<std::string> sni;
+  if (!hello.names.empty()) sni = rules.last_sni_entry ? hello.names.back() : hello.names.front();
+  if (sni && sni->empty()) sni.reset();
   ++hellos_seen_;
   std::uniform_real_distribution<double> coin(0, 1);
   std::atomic<uint64_t>* pass_reason = nullptr;
   if (!enabled_) pass_reason = &pass_off_;
-  else if (!hello.sni || !trigger_matches(config_.device, *hello.sni)) pass_reason = &pass_no_trigger_;
+  else if (!sni || !trigger_matches(config_.device, *sni)) pass_reason = &pass_no_trigger_;
   else if (coin(rng_) >= config_.device.fraction) pass_reason = &pass_fraction_;
   else if (sessions_ >= 512) pass_reason = &pass_busy_;
   else if (!server_trusted(ip->daddr)) pass_reason = &pass_untrusted_;
   if (pass_reason) {
     flow.state = Flow::State::passed;
+    flow.hello = {};
     ++passed_;
     ++*pass_reason;
     return accept();
   }
   uint32_t client_window = ntohs(tcp->window);
-  auto fd = take_over(key, flow, ntohl(tcp->seq), ntohl(tcp->ack_seq), client_window, payload, payload_len);
+  if (hello.names.size() > 1) keep_one_server_name(flow.hello, *sni);
+  auto fd = take_over(key, flow, flow.hello_seq, ntohl(tcp->ack_seq), client_window, flow.hello.data(), flow.hello.size());
+  flow.hello = {};
   if (!fd) {
     ++takeover_failed_;
     flow.state = Flow::State::passed;
@@ -483,7 +596,7 @@ int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
   flow.state = Flow::State::hijacked;
   ++hijacked_;
   ++sessions_;
-  std::thread(&Device::session, this, std::move(fd), key, *hello.sni).detach();
+  std::thread(&Device::session, this, std::move(fd), key, *sni).detach();
   return nfq_set_verdict(qh, id, NF_DROP, 0, nullptr);
 }
 

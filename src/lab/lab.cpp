@@ -228,7 +228,11 @@ tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& 
   j["device"] = plan->device.empty() ? nlohmann::ordered_json(nullptr)
                                      : nlohmann::ordered_json{{"namespace", plan->device},
                                                               {"triggers", plan->config.device.triggers},
-                                                              {"match", plan->config.device.match_subdomains ? "subdomains" : "exact"},
+                                                              {"match", to_string(plan->config.device.match)},
+                                                              {"case_sensitive", plan->config.device.case_sensitive},
+                                                              {"sni_entry", plan->config.device.last_sni_entry ? "last" : "first"},
+                                                              {"reassemble_segments", plan->config.device.reassemble_segments},
+                                                              {"reassemble_records", plan->config.device.reassemble_records},
                                                               {"fraction", plan->config.device.fraction},
                                                               {"between_routers", {plan->config.device_after,
                                                                                    plan->config.device_after + 1}}};
