@@ -62,7 +62,11 @@ bool HandshakeStream::skip_to_first_record() {
 }
 
 void HandshakeStream::take_records() {
-  if (first_record_ && records_.size() >= 6 && !(records_[0] == kHandshake && records_[1] == 3) &&
+  if (!allow_preamble_ && first_record_ && records_.size() >= 2 && !((records_[0] == kHandshake || records_[0] == kAlert) && records_[1] == 3)) {
+    fail(State::not_tls, fmt::format("the first bytes are not a TLS record (0x{:02x} 0x{:02x})", records_[0], records_[1]));
+    return;
+  }
+  if (allow_preamble_ && first_record_ && records_.size() >= 6 && !(records_[0] == kHandshake && records_[1] == 3) &&
       !skip_to_first_record())
     return;
   size_t pos = 0;
@@ -71,7 +75,7 @@ void HandshakeStream::take_records() {
     uint8_t type = h[0];
     uint16_t version = static_cast<uint16_t>(h[1] << 8 | h[2]);
     size_t length = static_cast<size_t>(h[3] << 8 | h[4]);
-    if (first_record_ && (type != kHandshake || h[1] != 3)) break;  // a preamble: wait for more (above)
+    if (allow_preamble_ && first_record_ && (type != kHandshake || h[1] != 3)) break;  // a preamble: wait for more (above)
     if (type < kChangeCipherSpec || type > kApplicationData || h[1] != 3) {
       fail(State::malformed, fmt::format("record of type {} version {:04x}: not TLS", type, version));
       return;

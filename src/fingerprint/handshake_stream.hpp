@@ -35,7 +35,10 @@ class HandshakeStream {
     malformed,  // a record or message length TLS does not allow, or over the cap
   };
 
-  explicit HandshakeStream(size_t max_message = 256 * 1024) : max_message_(max_message) {}
+  // `allow_preamble` false: the stream must start with a TLS record (a live
+  // peer's answer), else it is not TLS; true: a proxy preamble is skipped.
+  explicit HandshakeStream(size_t max_message = 256 * 1024, bool allow_preamble = true)
+      : max_message_(max_message), allow_preamble_(allow_preamble) {}
 
   // Bytes of the stream, in order. Ignored once the state is not `reading`.
   void feed(Bytes data);
@@ -57,6 +60,7 @@ class HandshakeStream {
   bool skip_to_first_record();
 
   size_t max_message_;
+  bool allow_preamble_;
   State state_ = State::reading;
   std::string reason_;
   std::optional<std::pair<uint8_t, uint8_t>> alert_;

@@ -62,7 +62,7 @@ class RawHelloProbe final : public tls::Probe {
   size_t sent_ = 0;     // bytes of the wire sent
   Clock::time_point t_start_, t_connected_, wake_at_;
   // 64 KiB per message, as the OpenSSL profile's max_cert_list: what a hostile server can make us hold.
-  fingerprint::HandshakeStream stream_{64 * 1024};
+  fingerprint::HandshakeStream stream_{64 * 1024, false};
   tls::Observation obs_;
 };
 
