@@ -153,7 +153,8 @@ std::vector<uint8_t> build_handshake(const fingerprint::ClientHello& base, const
   std::optional<size_t> padding;
   for (const auto& x : base.extensions) {
     if (x.type == ext::kServerName) {
-      if (spec.send_sni) exts.push_back({ext::kServerName, server_name_body(spec.server_names)});
+      // One server_name extension, where the template's first one was.
+      if (spec.send_sni && !sni_done) exts.push_back({ext::kServerName, server_name_body(spec.server_names)});
       sni_done = true;
       continue;
     }
