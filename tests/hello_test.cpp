@@ -228,7 +228,7 @@ class RawProbeTest : public ::testing::Test {
     o.connect_timeout = std::chrono::milliseconds(2000);
     o.handshake_timeout = std::chrono::milliseconds(1500);
     auto tpl = *hello::find_template("chrome");
-    hello::CipherNames names;
+    hello::ProbeCache names;
     std::vector<records::ScanRecord> out;
     drivers::ScanHooks hooks;
     hooks.on_record = [&](records::ScanRecord&& r) { out.push_back(std::move(r)); };

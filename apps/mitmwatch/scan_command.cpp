@@ -170,7 +170,7 @@ int run_scan(const ScanFlags& f) {
     if (!write_error.empty()) g_stop_requested = true;
   };
 
-  hello::CipherNames cipher_names;
+  hello::ProbeCache probe_cache;
   if (grab_template) {
     // cert-grab: a raw TLS 1.2 hello, the chain read in clear, the connection reset after Certificate.
     hooks.make_probe = [&](const net::Endpoint& target, std::optional<size_t>, const std::string& sni) {
@@ -182,7 +182,7 @@ int run_scan(const ScanFlags& f) {
       RAND_bytes(random, sizeof random);
       auto wire = hello::to_wire(hello::build_handshake(grab_template->hello, spec, random),
                                  grab_template->hello.record_version, spec);
-      return std::make_unique<hello::RawHelloProbe>(target, std::move(wire), sni, options.source_ip, cipher_names);
+      return std::make_unique<hello::RawHelloProbe>(target, std::move(wire), sni, options.source_ip, probe_cache);
     };
   }
 

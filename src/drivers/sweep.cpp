@@ -118,7 +118,7 @@ std::unique_ptr<tls::Probe> SweepProbes::make(const net::Endpoint& target, std::
   RAND_bytes(random, sizeof random);
   auto message = hello::build_handshake(tpl->hello, spec, random);
   auto wire = hello::to_wire(message, tpl->hello.record_version, spec);
-  return std::make_unique<hello::RawHelloProbe>(target, std::move(wire), sni, source_, cipher_names_);
+  return std::make_unique<hello::RawHelloProbe>(target, std::move(wire), sni, source_, probe_cache_);
 }
 
 Json sweep_record_json(const records::ScanRecord& r, const SweepCase& c) {

@@ -53,7 +53,7 @@ class SweepProbes {
   const tls::ClientProfile& tls13_profile_;
   std::optional<net::IpAddress> source_;
   std::map<std::string, hello::Template> other_templates_;
-  hello::CipherNames cipher_names_;
+  hello::ProbeCache probe_cache_;
 };
 
 // A sweep record: compact (no chains; the leaf's issuer and hash per attempt).

@@ -1,5 +1,7 @@
 #include "hello/raw_probe.hpp"
 
+#include "certs/x509.hpp"
+
 #include <fmt/format.h>
 #include <openssl/ssl.h>
 
@@ -47,19 +49,28 @@ constexpr auto kSegmentPoll = std::chrono::milliseconds(1);
 
 }  // namespace
 
-CipherNames::CipherNames() : ctx_(SSL_CTX_new(TLS_method())) {
+ProbeCache::ProbeCache() : ctx_(SSL_CTX_new(TLS_method())) {
   if (ctx_) ssl_.reset(SSL_new(ctx_.get()));
 }
 
-std::string CipherNames::name(uint16_t id) const {
+std::string ProbeCache::name(uint16_t id) const {
   const unsigned char bytes[2] = {static_cast<unsigned char>(id >> 8), static_cast<unsigned char>(id)};
   if (ssl_)
     if (const SSL_CIPHER* c = SSL_CIPHER_find(ssl_.get(), bytes)) return SSL_CIPHER_get_name(c);
   return fmt::format("0x{:04X}", id);
 }
 
+tls::X509Ref ProbeCache::parse(const tls::Der& der) {
+  std::string key(der.begin(), der.end());
+  if (auto it = parsed_.find(key); it != parsed_.end()) return it->second;
+  auto cert = certs::from_der(der);
+  if (!cert) return {};
+  if (parsed_.size() >= kMaxParsed) parsed_.clear();  // bounded; a scan's working set is far smaller
+  return parsed_.emplace(std::move(key), tls::X509Ref::adopt(std::move(*cert))).first->second;
+}
+
 RawHelloProbe::RawHelloProbe(const net::Endpoint& target, Wire wire, std::string sni,
-                             const std::optional<net::IpAddress>& source, const CipherNames& names)
+                             const std::optional<net::IpAddress>& source, ProbeCache& names)
     : target_(target), wire_(std::move(wire)), source_(source), names_(names) {
   obs_.sni = std::move(sni);
 }
@@ -188,6 +199,11 @@ tls::Probe::Want RawHelloProbe::read_more() {
         auto chain = fingerprint::parse_certificate_list(message->body);
         if (!chain) return fail(ProbeError::protocol_error, chain.error());
         obs_.chain = std::move(*chain);
+        for (const auto& der : obs_.chain) {
+          auto cert = names_.parse(der);
+          if (!cert.get()) break;
+          obs_.parsed.push_back(std::move(cert));
+        }
         return finish();
       } else if (message->type == hs::kServerHelloDone) {
         return fail(ProbeError::protocol_error, "ServerHelloDone without a Certificate (anonymous or PSK suite)");

@@ -15,27 +15,35 @@
 #include "tls/probe.hpp"
 
 #include <optional>
+#include <unordered_map>
 #include <string>
 
 namespace mw::hello {
 
-// OpenSSL's names for cipher suite ids, so raw and OpenSSL probes write the
-// same "cipher" field. One per driver; not thread-safe.
-class CipherNames {
+// What the raw probes of one driver share: OpenSSL's names for cipher suite
+// ids (so raw and OpenSSL probes write the same "cipher" field), and the
+// certificates already parsed. d2i_X509 is most of a raw probe's CPU under
+// OpenSSL 3.0, and a scan sees the same chain again and again (control and
+// test of a host, one intermediate for many hosts). One per driver; not thread-safe.
+class ProbeCache {
  public:
-  CipherNames();
+  ProbeCache();
   std::string name(uint16_t id) const;
+  // The certificate of these DER bytes, parsed once; null when it does not parse.
+  tls::X509Ref parse(const tls::Der& der);
 
  private:
   tls::SslCtxPtr ctx_;
   tls::SslPtr ssl_;
+  std::unordered_map<std::string, tls::X509Ref> parsed_;
+  static constexpr size_t kMaxParsed = 8192;
 };
 
 class RawHelloProbe final : public tls::Probe {
  public:
   // `sni` is what the record calls the probe's SNI (the first server_name sent).
   RawHelloProbe(const net::Endpoint& target, Wire wire, std::string sni, const std::optional<net::IpAddress>& source,
-                const CipherNames& names);
+                ProbeCache& names);
 
   Want start() override;
   Want on_ready() override;
@@ -55,7 +63,7 @@ class RawHelloProbe final : public tls::Probe {
   net::Endpoint target_;
   Wire wire_;
   std::optional<net::IpAddress> source_;
-  const CipherNames& names_;
+  ProbeCache& names_;
   net::Fd fd_;
   Phase phase_ = Phase::connecting;
   size_t segment_ = 0;  // next segment to send
