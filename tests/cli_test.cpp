@@ -301,3 +301,58 @@ TEST_F(CliTest, ATruncatedCaptureKeepsWhatWasReadAndSaysWhere) {
   auto full = test::parse_lines(test::run_mitmwatch({"pcap", std::string(MW_SHARED_DATA) + "/pcaps/latest.pcapng"}).out);
   EXPECT_LT(records.size(), full.size() + 1);
 }
+
+// ---- sweep ----
+
+TEST_F(CliTest, SweepFindsTheTriggersAndInfersTheStandInsRule) {
+  // The stand-in forges on the 37 names and their subdomains, as a server
+  // that reads the whole hello: it "reassembles" everything.
+  auto eps = serve({world_->intercepted_site("a.example"), world_->intercepted_site("b.example")}, 7);
+  std::vector<std::string> args{"sweep", "--allow-private", "-q", "--ca-file", ca_file(), "--handshake-timeout", "3",
+                                eps[0].to_string(), eps[1].to_string(), "--infer-rule", "--domain", "vk.com",
+                                "--domain", "kaspi.kz", "--domain", "www.youtube.com"};
+  auto r = test::run_mitmwatch(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("triggers: 2 of 3 domains"), std::string::npos) << r.err;
+  auto lines = test::parse_lines(r.out);
+  ASSERT_FALSE(lines.empty());
+  std::map<std::string, std::string> plain;
+  for (const auto& l : lines)
+    if (l["schema"] == "mitmwatch.sweep/1" && l["variant"] == "plain")
+      plain[l["target"].get<std::string>() + " " + l["domain"].get<std::string>()] = l["verdict"];
+  EXPECT_EQ(plain.size(), 6u);
+  EXPECT_EQ(plain[eps[0].to_string() + " vk.com"], "intercepted");
+  EXPECT_EQ(plain[eps[1].to_string() + " kaspi.kz"], "clean");
+  const auto& rule = lines.back();
+  ASSERT_EQ(rule["schema"], "mitmwatch.sweep-rule/1");
+  EXPECT_EQ(rule["rule"]["match"], "subdomains");
+  EXPECT_EQ(rule["rule"]["facts"]["case_insensitive"], true);
+  EXPECT_EQ(rule["rule"]["facts"]["reassembles_segments"], true);
+  EXPECT_EQ(rule["rule"]["facts"]["reassembles_records"], true);
+  // Neither trigger holds the other, so both decide the rule.
+  EXPECT_EQ(rule["decided_by"], (nlohmann::json{"vk.com", "www.youtube.com"}));
+}
+
+TEST_F(CliTest, SweepRefusesBadInputNamingIt) {
+  auto eps = serve({world_->clean_site("a.example")}, 8);
+  auto run = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args{"sweep", "--allow-private", "-q", "--ca-file", ca_file(), eps[0].to_string()};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_mitmwatch(args);
+  };
+  auto none = run({});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("no domains"), std::string::npos) << none.err;
+  auto tpl = run({"--domain", "vk.com", "--template", "netscape"});
+  EXPECT_EQ(tpl.exit_code, 2);
+  EXPECT_NE(tpl.err.find("netscape"), std::string::npos) << tpl.err;
+  auto bad = run({"--domain", "vk com"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("vk com"), std::string::npos) << bad.err;
+  auto missing = run({"--domains", dir_.file("nope.txt")});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("nope.txt"), std::string::npos) << missing.err;
+  auto grab = test::run_mitmwatch({"scan", "--allow-private", eps[0].to_string(), "--hello", "quic"});
+  EXPECT_EQ(grab.exit_code, 2);
+  EXPECT_NE(grab.err.find("--hello"), std::string::npos) << grab.err;
+}

@@ -209,7 +209,7 @@ class RawProbeTest : public ::testing::Test {
                                         std::vector<std::string> snis = {"facebook.com"}) {
     std::vector<lab::Listener> listeners;
     for (size_t i = 0; i < sites.size(); ++i)
-      listeners.push_back({{*net::IpAddress::parse("127.89.0." + std::to_string(i + 1)), 0}, sites[i]});
+      listeners.push_back({{*net::IpAddress::parse("127.90.0." + std::to_string(i + 1)), 0}, sites[i]});
     auto server = lab::TlsServer::start(std::move(listeners), {});
     EXPECT_TRUE(server) << server.error();
     std::vector<net::TargetSpec> specs;
