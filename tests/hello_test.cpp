@@ -108,8 +108,11 @@ TEST(HelloTemplates, TheFb2019TemplateIsTheStudysHello) {
   ASSERT_EQ(rebuilt.size(), original.size());
   // Equal but for the random (11..43) and session id, which every hello draws anew.
   size_t sid = original[43];
-  for (size_t i = 0; i < original.size(); ++i)
-    if (i < 11 || i >= 44 + sid) EXPECT_EQ(rebuilt[i], original[i]) << "byte " << i;
+  for (size_t i = 0; i < original.size(); ++i) {
+    if (i < 11 || i >= 44 + sid) {
+      EXPECT_EQ(rebuilt[i], original[i]) << "byte " << i;
+    }
+  }
 }
 
 TEST(HelloTemplates, OpenSslTemplateIsTheScansOwnHello) {

@@ -32,7 +32,7 @@ namespace {
 std::atomic<bool> g_stop_requested{false};
 extern "C" void on_stop_signal(int) { g_stop_requested = true; }
 
-struct ScanFlags {
+struct ScanFlags : OutputFlags {
   TargetFlags targets;
   std::vector<std::string> snis;
   std::string sni_file;
@@ -47,10 +47,6 @@ struct ScanFlags {
   std::string ca_dir;
   std::string interceptors;
   bool select_trusted = false;
-  std::string output = "-";
-  bool resume = false;
-  bool overwrite = false;
-  bool quiet = false;
   std::string hello = "openssl";
   std::string hello_template = "minimal12";
 };
@@ -117,9 +113,8 @@ int run_scan(const ScanFlags& f) {
     grab_template = std::move(*t);
   }
 
-  if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
   if (f.resume && f.select_trusted) throw UsageError("--resume does not apply to --select-trusted");
-  check_output(f.output, f.resume, f.overwrite);
+  check_output(f);
 
   // 2. Recover what a previous run wrote, then open the output.
   cli::ScanSummary summary;
@@ -262,10 +257,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--template", f->hello_template,
                  "ClientHello shape for --hello cert-grab: minimal12, chrome, firefox, fb2019, openssl")
       ->capture_default_str();
-  app.add_option("-o,--output", f->output, "Write records to FILE (default: stdout)");
-  app.add_flag("--resume", f->resume, "Keep the records in -o FILE and scan only what it lacks");
-  app.add_flag("--overwrite", f->overwrite, "Replace a non-empty -o FILE");
-  app.add_flag("-q,--quiet", f->quiet, "No progress bar or notes; the summary still goes to stderr");
+  add_output_options(app, *f, "scan", "No progress bar or notes; the summary still goes to stderr");
   return [f] { return run_scan(*f); };
 }
 

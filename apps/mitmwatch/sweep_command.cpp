@@ -20,7 +20,7 @@ namespace {
 std::atomic<bool> g_sweep_stop{false};
 extern "C" void on_sweep_signal(int) { g_sweep_stop = true; }
 
-struct SweepFlags {
+struct SweepFlags : OutputFlags {
   TargetFlags servers;
   std::string domains_file;
   std::vector<std::string> domains;
@@ -36,10 +36,6 @@ struct SweepFlags {
   double handshake_timeout = 10;
   std::string ca_file;
   std::string triggers_out;
-  std::string output = "-";
-  bool resume = false;
-  bool overwrite = false;
-  bool quiet = false;
 };
 
 std::vector<net::TargetSpec> servers_from_scan(const std::string& path, bool allow_private) {
@@ -119,8 +115,7 @@ int run_sweep(const SweepFlags& f) {
   auto trust = tls::TrustStore::from_file(f.ca_file.empty() ? tls::TrustStore::kSystemBundle : f.ca_file);
   if (!trust) throw UsageError(trust.error());
   auto registry = certs::InterceptorRegistry::builtin();
-  if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
-  check_output(f.output, f.resume, f.overwrite);
+  check_output(f);
 
   // 2. Recover what a previous run wrote, then open the output.
   std::unordered_set<std::string> done;
@@ -292,10 +287,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--handshake-timeout", f->handshake_timeout, "Seconds for the server's flight")->capture_default_str();
   app.add_option("--ca-file", f->ca_file, "Root store: PEM bundle (default: the system's Mozilla bundle)");
   app.add_option("--triggers-out", f->triggers_out, "Write the trigger domains, sorted, to FILE");
-  app.add_option("-o,--output", f->output, "Write records to FILE (default: stdout)");
-  app.add_flag("--resume", f->resume, "Keep the records in -o FILE and test only what it lacks");
-  app.add_flag("--overwrite", f->overwrite, "Replace a non-empty -o FILE");
-  app.add_flag("-q,--quiet", f->quiet, "No progress bar or notes");
+  add_output_options(app, *f, "test", "No progress bar or notes");
   return [f] { return run_sweep(*f); };
 }
 

@@ -44,11 +44,19 @@ void check_domain(const std::string& name, const std::string& where) {
   if (!ok) throw UsageError(fmt::format("{} '{}' is not a domain name", where, name));
 }
 
-void check_output(const std::string& path, bool resume, bool overwrite) {
-  if (path == "-" || resume || overwrite) return;
+void add_output_options(CLI::App& app, OutputFlags& f, const std::string& verb, const std::string& quiet_help) {
+  app.add_option("-o,--output", f.output, "Write records to FILE (default: stdout)");
+  app.add_flag("--resume", f.resume, "Keep the records in -o FILE and " + verb + " only what it lacks");
+  app.add_flag("--overwrite", f.overwrite, "Replace a non-empty -o FILE");
+  app.add_flag("-q,--quiet", f.quiet, quiet_help);
+}
+
+void check_output(const OutputFlags& f) {
+  if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
+  if (f.output == "-" || f.resume || f.overwrite) return;
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && st.st_size > 0)
-    throw UsageError("output " + path + " already holds results; use --resume to finish it or --overwrite");
+  if (::stat(f.output.c_str(), &st) == 0 && st.st_size > 0)
+    throw UsageError("output " + f.output + " already holds results; use --resume to finish it or --overwrite");
 }
 
 void add_target_options(CLI::App& app, TargetFlags& f) {

@@ -31,7 +31,19 @@ std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool requi
 std::string random_control_name();
 std::vector<std::string> read_lines(const std::string& path, const char* what);
 void check_domain(const std::string& name, const std::string& where);
-// Refuses to clobber a non-empty output without --resume or --overwrite.
-void check_output(const std::string& path, bool resume, bool overwrite);
+// Where records go and what happens to a file that already holds some: the
+// same for every command that writes a record stream.
+struct OutputFlags {
+  std::string output = "-";
+  bool resume = false;
+  bool overwrite = false;
+  bool quiet = false;
+};
+// Adds -o, --resume, --overwrite, -q. `verb` completes "and VERB only what it
+// lacks"; `quiet_help` says what -q leaves on stderr.
+void add_output_options(CLI::App& app, OutputFlags& f, const std::string& verb, const std::string& quiet_help);
+// Refuses --resume onto stdout and clobbering a non-empty output without
+// --resume or --overwrite. Throws UsageError.
+void check_output(const OutputFlags& f);
 
 }  // namespace mw::app

@@ -23,7 +23,7 @@ namespace {
 std::atomic<bool> g_trace_stop{false};
 extern "C" void on_trace_signal(int) { g_trace_stop = true; }
 
-struct TraceFlags {
+struct TraceFlags : OutputFlags {
   TargetFlags targets;
   std::string from_scan;
   std::string sni = "facebook.com";
@@ -44,8 +44,6 @@ struct TraceFlags {
   std::vector<std::string> asn_dbs;
   std::string pcap;
   std::string interface = "any";
-  std::string output = "-";
-  bool resume = false, overwrite = false, quiet = false;
   std::string summarize;
 };
 
@@ -147,8 +145,7 @@ int run_trace(const TraceFlags& f) {
   }
   auto profile = tls::ClientProfile::browser_like();
   if (!profile) throw std::runtime_error(profile.error());
-  if (f.resume && f.output == "-") throw UsageError("--resume needs -o FILE");
-  check_output(f.output, f.resume, f.overwrite);
+  check_output(f);
 
   // 2. The privileged part: the capture (CAP_NET_RAW), then files; then no
   // privilege at all for the rest of the run.
@@ -292,10 +289,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
       ->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--pcap", f->pcap, "Write every packet of the trace (probes, answers, ICMP) to FILE");
   app.add_option("--interface", f->interface, "Capture on this interface")->capture_default_str();
-  app.add_option("-o,--output", f->output, "Write records to FILE (default: stdout)");
-  app.add_flag("--resume", f->resume, "Keep the records in -o FILE and trace only what it lacks");
-  app.add_flag("--overwrite", f->overwrite, "Replace a non-empty -o FILE");
-  app.add_flag("-q,--quiet", f->quiet, "No progress bar or notes; the summary still goes to stderr");
+  add_output_options(app, *f, "trace", "No progress bar or notes; the summary still goes to stderr");
   app.add_option("--summarize", f->summarize, "Print the aggregate of an existing trace file and exit");
   return [f] { return run_trace(*f); };
 }

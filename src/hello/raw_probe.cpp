@@ -23,16 +23,6 @@ double ms_between(tls::Probe::Clock::time_point a, tls::Probe::Clock::time_point
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-ProbeError classify_errno(int err) {
-  switch (err) {
-    case ECONNREFUSED: return ProbeError::connect_refused;
-    case ETIMEDOUT: return ProbeError::connect_timeout;
-    case ECONNRESET:
-    case EPIPE: return ProbeError::reset;
-    default: return ProbeError::connect_unreachable;
-  }
-}
-
 std::string version_name(uint16_t v) {
   switch (v) {
     case 0x0304: return "TLSv1.3";
@@ -100,25 +90,15 @@ tls::Probe::Want RawHelloProbe::start() {
   obs_.started_unix_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
-  fd_.reset(::socket(target_.ip.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd_) return fail(ProbeError::connect_unreachable, std::string("socket: ") + std::strerror(errno));
-  // Each send() leaves as its own segment: that is how the segment plan is kept.
-  int one = 1;
-  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (source_) {
-    sockaddr_storage ss;
-    socklen_t len = net::Endpoint{*source_, 0}.to_sockaddr(ss);
-    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
-      return fail(ProbeError::connect_unreachable, std::string("bind source address: ") + std::strerror(errno));
-  }
-  sockaddr_storage ss;
-  socklen_t len = target_.to_sockaddr(ss);
-  if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) {
+  auto conn = tls::start_connect(target_, source_);
+  if (!conn) return fail(conn.error().error, conn.error().detail);
+  fd_ = std::move(conn->fd);
+  if (conn->connected) {
     t_connected_ = Clock::now();
+    obs_.connect_ms = ms_between(t_start_, t_connected_);
     phase_ = Phase::sending;
     return send_more();
   }
-  if (errno != EINPROGRESS) return fail(classify_errno(errno), std::strerror(errno));
   return Want::write;
 }
 
@@ -128,7 +108,7 @@ tls::Probe::Want RawHelloProbe::on_ready() {
       int err = 0;
       socklen_t len = sizeof err;
       ::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) return fail(classify_errno(err), std::strerror(err));
+      if (err != 0) return fail(tls::classify_connect_errno(err), std::strerror(err));
       t_connected_ = Clock::now();
       obs_.connect_ms = ms_between(t_start_, t_connected_);
       phase_ = Phase::sending;
@@ -164,7 +144,7 @@ tls::Probe::Want RawHelloProbe::send_more() {
     ssize_t n = ::send(fd_.get(), wire_.bytes.data() + sent_, end - sent_, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Want::write;
-      return fail(classify_errno(errno), std::string("sending the ClientHello: ") + std::strerror(errno));
+      return fail(tls::classify_connect_errno(errno), std::string("sending the ClientHello: ") + std::strerror(errno));
     }
     sent_ += static_cast<size_t>(n);
     if (sent_ < end) return Want::write;
@@ -181,7 +161,7 @@ tls::Probe::Want RawHelloProbe::read_more() {
     if (n == 0) return fail(ProbeError::eof, "connection closed before the server's Certificate");
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Want::read;
-      return fail(classify_errno(errno), std::strerror(errno));
+      return fail(tls::classify_connect_errno(errno), std::strerror(errno));
     }
     stream_.feed({buf, static_cast<size_t>(n)});
     while (auto message = stream_.next()) {

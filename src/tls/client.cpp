@@ -19,15 +19,6 @@ double ms_between(Handshake::Clock::time_point a, Handshake::Clock::time_point b
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-ProbeError classify_connect_errno(int err) {
-  switch (err) {
-    case ECONNREFUSED: return ProbeError::connect_refused;
-    case ETIMEDOUT: return ProbeError::connect_timeout;
-    case ECONNRESET: return ProbeError::reset;
-    default: return ProbeError::connect_unreachable;
-  }
-}
-
 }  // namespace
 
 tl::expected<ClientProfile, std::string> ClientProfile::browser_like() {
@@ -78,20 +69,10 @@ Handshake::Want Handshake::start() {
   obs_.started_unix_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count();
-  fd_.reset(::socket(target_.ip.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd_) return fail(ProbeError::connect_unreachable, std::string("socket: ") + std::strerror(errno));
-  int one = 1;
-  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (source_) {
-    sockaddr_storage ss;
-    socklen_t len = net::Endpoint{*source_, 0}.to_sockaddr(ss);
-    if (::bind(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0)
-      return fail(ProbeError::connect_unreachable, std::string("bind source address: ") + std::strerror(errno));
-  }
-  sockaddr_storage ss;
-  socklen_t len = target_.to_sockaddr(ss);
-  if (::connect(fd_.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0) return begin_tls();
-  if (errno != EINPROGRESS) return fail(classify_connect_errno(errno), std::strerror(errno));
+  auto conn = start_connect(target_, source_);
+  if (!conn) return fail(conn.error().error, conn.error().detail);
+  fd_ = std::move(conn->fd);
+  if (conn->connected) return begin_tls();
   return Want::write;
 }
 

@@ -5,9 +5,15 @@
 // until wake_at() for a probe that paces what it sends.
 #pragma once
 
+#include "net/address.hpp"
+#include "net/fd.hpp"
 #include "tls/observation.hpp"
 
+#include <tl/expected.hpp>
+
 #include <chrono>
+#include <optional>
+#include <string>
 
 namespace mw::tls {
 
@@ -29,5 +35,21 @@ class Probe {
   // Moves the observation out; valid once want() is done.
   virtual Observation take() = 0;
 };
+
+// How every probe begins: a non-blocking TCP socket with Nagle off (so each
+// send() leaves as its own segment, which the raw probe's segment plans rely
+// on), bound to `source` if given, its connect begun.
+struct ConnectStart {
+  net::Fd fd;
+  bool connected = false;  // connect() finished at once (loopback can)
+};
+struct ConnectFailure {
+  ProbeError error;
+  std::string detail;
+};
+tl::expected<ConnectStart, ConnectFailure> start_connect(const net::Endpoint& target,
+                                                         const std::optional<net::IpAddress>& source);
+// A connect errno (from connect() or SO_ERROR) as the record's error kind.
+ProbeError classify_connect_errno(int err);
 
 }  // namespace mw::tls
