@@ -18,6 +18,9 @@ Action add_lab_command(CLI::App& app);
 Action add_certs_command(CLI::App& app);
 Action add_pcap_command(CLI::App& app);
 Action add_fpserver_command(CLI::App& app);
+Action add_import_command(CLI::App& app);
+Action add_runs_command(CLI::App& app);
+Action add_export_command(CLI::App& app);
 int run_lab_demo(const std::string& self_exe, bool keep);
 
 // A usage error found after parsing: printed and mapped to exit code 2.

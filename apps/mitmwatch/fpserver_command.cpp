@@ -4,6 +4,7 @@
 #include "certs/x509.hpp"
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "target_input.hpp"
 #include "drivers/fpserver.hpp"
 #include "io/jsonl.hpp"
 
@@ -18,13 +19,12 @@ namespace {
 std::atomic<bool> g_fpserver_stop{false};
 void on_fpserver_signal(int) { g_fpserver_stop = true; }
 
-struct FpFlags {
+struct FpFlags : OutputFlags {
   std::string listen = "0.0.0.0:8443";
   std::string cert, key, name = "localhost";
-  std::string output = "-", expect, fingerprints;
+  std::string expect, fingerprints;
   size_t max_connections = 1024;
   double hello_timeout = 5, handshake_timeout = 10, request_timeout = 10;
-  bool quiet = false;
 };
 
 int run_fpserver(const FpFlags& f) {
@@ -72,7 +72,9 @@ int run_fpserver(const FpFlags& f) {
   auto server = drivers::FpServer::open(o, chain);
   if (!server) throw std::runtime_error(server.error());
   // A server's log grows across runs: appended to, never replaced.
-  auto out = io::JsonlWriter::open(f.output, true);
+  auto sink = sink_options(f, "fpserver");
+  sink.append = true;
+  auto out = store::RecordSink::open(sink);
   if (!out) throw std::runtime_error(out.error());
 
   std::signal(SIGINT, on_fpserver_signal);
@@ -87,7 +89,7 @@ int run_fpserver(const FpFlags& f) {
     if (!r["flags"].empty()) ++flagged;
     if (auto ok = out->write(r); !ok && write_error.empty()) write_error = ok.error();
   });
-  (void)out->sync();
+  if (auto ok = out->finish(true); !ok && write_error.empty()) write_error = ok.error();
   if (!f.quiet)
     fmt::print(stderr, "fpserver: {} connections, {} served, {} refused over --max-connections, {} flagged\n",
                stats.accepted, stats.served, stats.refused_over_cap, flagged);
@@ -134,6 +136,7 @@ Exit codes: 0 stopped by SIGINT/SIGTERM; 1 runtime failure; 2 bad usage.)");
   app.add_option("--handshake-timeout", f->handshake_timeout, "Seconds for the TLS handshake")->capture_default_str();
   app.add_option("--request-timeout", f->request_timeout, "Seconds for the HTTP request")->capture_default_str();
   app.add_flag("-q,--quiet", f->quiet, "No messages on stderr");
+  add_store_options(app, *f);
   return [f] { return run_fpserver(*f); };
 }
 

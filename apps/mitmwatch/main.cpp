@@ -27,6 +27,12 @@ int main(int argc, char** argv) {
   actions[pcap] = mw::app::add_pcap_command(*pcap);
   auto* fpserver = app.add_subcommand("fpserver", "A TLS server that fingerprints who really connects to it (JA3, JA4, tlsfp)");
   actions[fpserver] = mw::app::add_fpserver_command(*fpserver);
+  auto* import = app.add_subcommand("import", "Load JSON Lines files into the store (idempotent)");
+  actions[import] = mw::app::add_import_command(*import);
+  auto* runs = app.add_subcommand("runs", "List the runs in the store");
+  actions[runs] = mw::app::add_runs_command(*runs);
+  auto* exp = app.add_subcommand("export", "Write a stored run's records as JSON Lines");
+  actions[exp] = mw::app::add_export_command(*exp);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

@@ -3,6 +3,7 @@
 #include "certs/registry.hpp"
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "target_input.hpp"
 #include "drivers/pcap_read.hpp"
 #include "fingerprint/fingerprint_registry.hpp"
 #include "io/jsonl.hpp"
@@ -22,11 +23,10 @@ namespace {
 
 constexpr size_t kBatch = 256, kBatchesInFlight = 4;
 
-struct PcapFlags {
+struct PcapFlags : OutputFlags {
   std::vector<std::string> files;
-  std::string output = "-";
   std::string interceptors, fingerprints;
-  bool overwrite = false, quiet = false, raw = false;
+  bool raw = false;
 };
 
 int run_pcap(const PcapFlags& f) {
@@ -48,7 +48,7 @@ int run_pcap(const PcapFlags& f) {
   if (!fingerprints) throw UsageError("--fingerprints " + fingerprints.error());
   if (f.output != "-" && std::filesystem::exists(f.output) && !f.overwrite)
     throw UsageError(f.output + " exists: --overwrite replaces it");
-  auto out = io::JsonlWriter::open(f.output, false);
+  auto out = store::RecordSink::open(sink_options(f, "pcap"));
   if (!out) throw std::runtime_error(out.error());
 
   bool tty = isatty(STDERR_FILENO) && !f.quiet;
@@ -73,8 +73,7 @@ int run_pcap(const PcapFlags& f) {
       flagged += m.flagged;
       for (const auto& [k, n] : m.by_flag) by_flag[k] += n;
       if (m.lines.empty()) return;
-      m.lines.pop_back();  // write_line adds the last '\n'
-      if (auto ok = out->write_line(std::move(m.lines)); !ok && write_error.empty()) write_error = ok.error();
+      if (auto ok = out->write_lines(std::move(m.lines)); !ok && write_error.empty()) write_error = ok.error();
     };
     std::vector<pcap::TlsSession> batch;
     auto submit = [&] {
@@ -109,7 +108,7 @@ int run_pcap(const PcapFlags& f) {
     making.clear();
     if (!stats) {
       bar.finish();
-      (void)out->sync();
+      (void)out->finish(false);
       throw UsageError(stats.error() + " (not a pcap or pcapng file?)");
     }
     done_bytes += std::filesystem::file_size(path);
@@ -123,7 +122,7 @@ int run_pcap(const PcapFlags& f) {
     }
   }
   bar.finish();
-  (void)out->sync();
+  if (auto ok = out->finish(read_error.empty()); !ok && write_error.empty()) write_error = ok.error();
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!f.quiet) {
     fmt::print(stderr, "{} TLS connections, {} flagged", sessions, flagged);
@@ -165,6 +164,7 @@ Exit codes: 0 done; 1 a file ended in the middle (what was read is written); 2 b
                  "Registry of interception devices' ClientHello fingerprints (default: built in, data/fingerprints.json)");
   app.add_flag("-r,--raw", f->raw, "Also the strings the hashes are made of: ja3_full, ja4_r, ja4_o, ja4_ro, ja3s_full, ja4s_r");
   app.add_flag("-q,--quiet", f->quiet, "No progress bar or summary");
+  add_store_options(app, *f);
   return [f] { return run_pcap(*f); };
 }
 

@@ -127,7 +127,7 @@ int run_scan(const ScanFlags& f) {
     if (!n) throw UsageError(n.error());
     if (!f.quiet) fmt::print(stderr, "resume: {} records already in {}\n", *n, f.output);
   }
-  auto out = io::JsonlWriter::open(f.output, f.resume);
+  auto out = store::RecordSink::open(sink_options(f, "scan"));
   if (!out) throw std::runtime_error(out.error());
 
   auto total_targets = stream->count();
@@ -151,7 +151,7 @@ int run_scan(const ScanFlags& f) {
       const auto& control = record.attempts.front().observation;
       if (control.ok() && control.trust.trusted) {
         ++trusted_selected;
-        if (auto ok = out->write_line(record.target.to_string()); !ok) write_error = ok.error();
+        if (auto ok = out->write_plain_line(record.target.to_string()); !ok) write_error = ok.error();
       }
       return;
     }
@@ -186,7 +186,7 @@ int run_scan(const ScanFlags& f) {
   auto stats = scanner.run(*stream, hooks);
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
-  (void)out->sync();
+  if (auto ok = out->finish(!stats.stopped && write_error.empty()); !ok && write_error.empty()) write_error = ok.error();
   if (!write_error.empty()) throw std::runtime_error(write_error);
 
   if (stream->skipped_reserved() && !f.quiet)

@@ -136,7 +136,7 @@ int run_sweep(const SweepFlags& f) {
     if (!n) throw UsageError(n.error());
     if (!f.quiet) fmt::print(stderr, "resume: {} records already in {}\n", *n, f.output);
   }
-  auto out = io::JsonlWriter::open(f.output, f.resume);
+  auto out = store::RecordSink::open(sink_options(f, "sweep"));
   if (!out) throw std::runtime_error(out.error());
 
   std::signal(SIGINT, on_sweep_signal);
@@ -191,7 +191,7 @@ int run_sweep(const SweepFlags& f) {
     return stats.stopped;
   };
   auto interrupted = [&] {
-    (void)out->sync();
+    (void)out->finish(false);
     fmt::print(stderr, "interrupted: run again with --resume to finish\n");
     return cli::kExitFailure;
   };
@@ -239,7 +239,7 @@ int run_sweep(const SweepFlags& f) {
   } else if (f.infer_rule) {
     fmt::print(stderr, "rule: no trigger domain found, nothing to infer\n");
   }
-  (void)out->sync();
+  if (auto ok = out->finish(true); !ok) throw std::runtime_error(ok.error());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   fmt::print(stderr, "{} handshakes in {:.1f} s\n", handshakes, secs);
   return cli::kExitOk;

@@ -49,6 +49,40 @@ void add_output_options(CLI::App& app, OutputFlags& f, const std::string& verb, 
   app.add_flag("--resume", f.resume, "Keep the records in -o FILE and " + verb + " only what it lacks");
   app.add_flag("--overwrite", f.overwrite, "Replace a non-empty -o FILE");
   app.add_flag("-q,--quiet", f.quiet, quiet_help);
+  add_store_options(app, f);
+}
+
+void add_store_options(CLI::App& app, OutputFlags& f) {
+  add_db_option(app, f.db, "Also keep the records in the store: one run, committed as they come");
+  app.add_option("--vantage", f.vantage, "Name of where this runs from, for the store (default: the host name)");
+}
+
+void add_db_option(CLI::App& app, std::string& db, const std::string& what) {
+  app.add_option_function<std::string>(
+         "--db", [&db](const std::string& v) { db = v.empty() ? store::default_db_path() : v; },
+         what + " (--db alone: " + store::default_db_path() + "; $MITMWATCH_DB overrides)")
+      ->expected(0, 1)
+      ->type_name("[=PATH]");
+}
+
+std::string command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (auto& c : all)
+    if (c == '\0') c = ' ';
+  while (!all.empty() && all.back() == ' ') all.pop_back();
+  return all;
+}
+
+store::SinkOptions sink_options(const OutputFlags& f, const std::string& command) {
+  store::SinkOptions o;
+  o.output = f.output;
+  o.append = f.resume;
+  o.db = f.db;
+  o.run.command = command;
+  o.run.vantage = f.vantage.empty() ? store::host_name() : f.vantage;
+  o.run.args = command_line();
+  return o;
 }
 
 void check_output(const OutputFlags& f) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "net/targets.hpp"
+#include "store/record_sink.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -38,6 +39,8 @@ struct OutputFlags {
   bool resume = false;
   bool overwrite = false;
   bool quiet = false;
+  std::string db;       // empty: no store; --db alone: the default store
+  std::string vantage;  // empty: this host's name
 };
 // Adds -o, --resume, --overwrite, -q. `verb` completes "and VERB only what it
 // lacks"; `quiet_help` says what -q leaves on stderr.
@@ -45,5 +48,13 @@ void add_output_options(CLI::App& app, OutputFlags& f, const std::string& verb, 
 // Refuses --resume onto stdout and clobbering a non-empty output without
 // --resume or --overwrite. Throws UsageError.
 void check_output(const OutputFlags& f);
+// Where the records of `command` go: the output file and, with --db, the store.
+store::SinkOptions sink_options(const OutputFlags& f, const std::string& command);
+// Adds --db and --vantage, for commands whose -o rules are their own.
+void add_store_options(CLI::App& app, OutputFlags& f);
+// Adds --db[=PATH] to `app`: `db` gets PATH, or the default store without one.
+void add_db_option(CLI::App& app, std::string& db, const std::string& what);
+// The command line of this process, for the store's runs table.
+std::string command_line();
 
 }  // namespace mw::app

@@ -169,7 +169,7 @@ int run_trace(const TraceFlags& f) {
     if (!n) throw UsageError(n.error());
     if (!f.quiet) fmt::print(stderr, "resume: {} records already in {}\n", *n, f.output);
   }
-  auto out = io::JsonlWriter::open(f.output, f.resume);
+  auto out = store::RecordSink::open(sink_options(f, "trace"));
   if (!out) throw std::runtime_error(out.error());
   auto dropped = net::drop_all_capabilities();
   if (!dropped) throw std::runtime_error("giving up privileges: " + dropped.error());
@@ -225,7 +225,7 @@ int run_trace(const TraceFlags& f) {
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   bar.finish();
   if (pcap) pcap->flush();
-  (void)out->sync();
+  if (auto ok = out->finish(!stats.stopped && write_error.empty()); !ok && write_error.empty()) write_error = ok.error();
   if (!write_error.empty()) throw std::runtime_error(write_error);
 
   if (!o.control_sni.empty() && !f.quiet) fmt::print(stderr, "control SNI: {}\n", o.control_sni);

@@ -132,6 +132,7 @@ Json sweep_record_json(const records::ScanRecord& r, const SweepCase& c) {
     Json leaf = o.chain.empty() ? Json(nullptr) : records::leaf_summary(o);
     if (leaf.is_object()) leaf.erase("dns_names");
     attempts.push_back({{"role", a.role},
+                        {"started_ms", o.started_unix_ms},
                         {"error", o.ok() ? Json(nullptr) : Json(tls::error_name(o))},
                         {"tls_version", o.tls_version.empty() ? Json(nullptr) : Json(o.tls_version)},
                         {"handshake_ms", o.handshake_ms},
