@@ -1,0 +1,275 @@
+// The store on real records: scans of real TLS servers on loopback written
+// with --db and imported from JSON Lines, read back, re-imported, and a
+// kill -9 in the middle of an import.
+#include "lab/stand_in.hpp"
+#include "store/store.hpp"
+#include "support/support.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <map>
+#include <set>
+#include <thread>
+
+using namespace mw;
+
+namespace {
+
+class StoreTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    world_ = new lab::StandInWorld();
+    std::vector<std::shared_ptr<lab::Site>> sites;
+    for (int i = 0; i < 12; ++i) {
+      auto name = "site" + std::to_string(i) + ".example";
+      sites.push_back(i % 3 == 0 ? world_->intercepted_site(name)
+                      : i % 4 == 1 ? world_->blocking_site(name, lab::SniAction::reset)
+                                   : world_->clean_site(name));
+    }
+    std::vector<lab::Listener> listeners;
+    for (size_t i = 0; i < sites.size(); ++i)
+      listeners.push_back({{*net::IpAddress::parse("127.91.0." + std::to_string(i + 1)), 0}, sites[i]});
+    auto s = lab::TlsServer::start(std::move(listeners), {});
+    ASSERT_TRUE(s) << s.error();
+    server_ = s->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    delete world_;
+  }
+
+  void SetUp() override { test::write_pem(dir_.file("root.pem"), {world_->public_root().cert.get()}); }
+
+  std::string targets_file() {
+    std::string lines;
+    for (const auto& e : server_->endpoints()) lines += e.to_string() + "\n";
+    test::write_file(dir_.file("targets.txt"), lines);
+    return dir_.file("targets.txt");
+  }
+
+  // A real scan of the loopback sites; its JSONL path.
+  std::string scan(const std::string& name, std::vector<std::string> extra = {}) {
+    auto out = dir_.file(name);
+    std::vector<std::string> args{"scan", "--allow-private", "--ca-file", dir_.file("root.pem"), "--quiet",
+                                  "-i", targets_file(), "--sni", "facebook.com,google.com", "-o", out};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = test::run_mitmwatch(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return out;
+  }
+
+  static std::vector<nlohmann::json> records_of(const std::string& path) {
+    return test::parse_lines(test::read_file(path));
+  }
+
+  std::vector<nlohmann::json> exported(const std::string& db, int64_t run) {
+    auto r = test::run_mitmwatch({"export", "--db", db, "--run", std::to_string(run)});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return test::parse_lines(r.out);
+  }
+
+  static lab::StandInWorld* world_;
+  static lab::TlsServer* server_;
+  test::TempDir dir_;
+};
+lab::StandInWorld* StoreTest::world_ = nullptr;
+lab::TlsServer* StoreTest::server_ = nullptr;
+
+std::multiset<std::string> as_set(const std::vector<nlohmann::json>& records) {
+  std::multiset<std::string> out;
+  for (const auto& r : records) out.insert(r.dump());
+  return out;
+}
+
+}  // namespace
+
+TEST_F(StoreTest, ALiveScanWithDbIsOneRunThatExportsExactlyItsFile) {
+  auto db = dir_.file("s.db");
+  auto file = scan("scan.jsonl", {"--db", db, "--vantage", "lab-outside"});
+  auto written = records_of(file);
+  ASSERT_EQ(written.size(), 24u);
+
+  auto st = store::Store::open_read_only(db);
+  ASSERT_TRUE(st) << st.error();
+  auto runs = st->runs();
+  ASSERT_TRUE(runs);
+  ASSERT_EQ(runs->size(), 1u);
+  const auto& run = runs->front();
+  EXPECT_EQ(run.command, "scan");
+  EXPECT_EQ(run.vantage, "lab-outside");
+  EXPECT_EQ(run.status, "complete");
+  EXPECT_EQ(run.source, file);
+  std::map<std::string, int64_t> verdicts;
+  for (const auto& r : written) ++verdicts[r["verdict"].get<std::string>()];
+  EXPECT_EQ(run.records, 24);
+  EXPECT_EQ(run.intercepted, verdicts["intercepted"]);
+  EXPECT_EQ(run.blocked, verdicts["blocked"]);
+  EXPECT_EQ(run.clean, verdicts["clean"]);
+  EXPECT_GT(run.intercepted, 0);
+  EXPECT_GT(run.blocked, 0);
+
+  // Chains come back byte for byte, though each certificate is stored once.
+  EXPECT_EQ(as_set(exported(db, run.id)), as_set(written));
+  std::set<std::string> distinct;
+  size_t in_chains = 0;
+  for (const auto& r : written)
+    for (const auto& a : r["attempts"])
+      for (const auto& c : a["chain"]) {
+        distinct.insert(c.get<std::string>());
+        ++in_chains;
+      }
+  EXPECT_EQ(st->count("certificates").value(), static_cast<int64_t>(distinct.size()));
+  EXPECT_LT(distinct.size() * 3, in_chains);
+
+  // The summary tables say what the records say.
+  auto q = st->db().prepare("SELECT sni, records, intercepted FROM sni_stats WHERE vantage = 'lab-outside'");
+  ASSERT_TRUE(q);
+  std::map<std::string, std::pair<int64_t, int64_t>> by_sni;
+  while (q->step().value()) by_sni[q->text(0)] = {q->int64(1), q->int64(2)};
+  std::map<std::string, std::pair<int64_t, int64_t>> expected;
+  for (const auto& r : written) {
+    auto& e = expected[r["sni"].get<std::string>()];
+    ++e.first;
+    e.second += r["verdict"] == "intercepted";
+  }
+  EXPECT_EQ(by_sni, expected);
+  auto issuers = st->db().prepare("SELECT issuer, records FROM issuer_stats");
+  ASSERT_TRUE(issuers);
+  ASSERT_TRUE(issuers->step().value());
+  EXPECT_NE(issuers->text(0).find("CN="), std::string::npos);
+  EXPECT_EQ(issuers->int64(1), verdicts["intercepted"]);
+}
+
+TEST_F(StoreTest, ReimportAddsNothingAndAGrownFileAddsOnlyItsNewLines) {
+  auto file = scan("scan.jsonl");
+  auto lines = test::read_lines(file);
+  ASSERT_EQ(lines.size(), 24u);
+  auto part = dir_.file("part.jsonl");
+  std::string first_half;
+  for (size_t i = 0; i < 10; ++i) first_half += lines[i] + "\n";
+  test::write_file(part, first_half);
+  auto db = dir_.file("i.db");
+
+  auto r1 = test::run_mitmwatch({"import", "--db", db, part});
+  ASSERT_EQ(r1.exit_code, 0) << r1.err;
+  EXPECT_NE(r1.err.find("10 records new, 0 already stored"), std::string::npos) << r1.err;
+  auto r2 = test::run_mitmwatch({"import", "--db", db, part});
+  EXPECT_NE(r2.err.find("0 records new, 10 already stored"), std::string::npos) << r2.err;
+  // As a --resume makes it: the same file, longer.
+  std::string rest;
+  for (size_t i = 10; i < lines.size(); ++i) rest += lines[i] + "\n";
+  test::write_file(part, first_half + rest);
+  auto r3 = test::run_mitmwatch({"import", "--db", db, part});
+  EXPECT_NE(r3.err.find("14 records new, 10 already stored"), std::string::npos) << r3.err;
+
+  auto st = store::Store::open_read_only(db);
+  ASSERT_TRUE(st);
+  auto runs = st->runs().value();
+  ASSERT_EQ(runs.size(), 1u) << "the grown file is the same run";
+  EXPECT_EQ(runs[0].records, 24);
+  EXPECT_EQ(runs[0].status, "imported");
+  EXPECT_EQ(st->count("records").value(), 24);
+  EXPECT_EQ(as_set(exported(db, runs[0].id)), as_set(records_of(file)));
+  // Summaries were not counted twice either.
+  auto q = st->db().prepare("SELECT sum(records) FROM sni_stats");
+  ASSERT_TRUE(q && q->step().value());
+  EXPECT_EQ(q->int64(0), 24);
+}
+
+TEST_F(StoreTest, ABadLineIsNamedByFileAndLineAndATornLastLineIsSkipped) {
+  auto file = scan("scan.jsonl");
+  auto lines = test::read_lines(file);
+  auto bad = dir_.file("bad.jsonl");
+  test::write_file(bad, lines[0] + "\n" + lines[1] + "\n{\"schema\":\"someone.else/1\"}\n");
+  auto db = dir_.file("b.db");
+  auto r = test::run_mitmwatch({"import", "--db", db, bad});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad.jsonl:3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not a mitmwatch record"), std::string::npos) << r.err;
+
+  auto torn = dir_.file("torn.jsonl");
+  test::write_file(torn, lines[0] + "\n" + lines[1] + "\n" + lines[2].substr(0, 100));
+  auto t = test::run_mitmwatch({"import", "--db", dir_.file("t.db"), torn});
+  EXPECT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.err.find("2 records new"), std::string::npos) << t.err;
+  EXPECT_NE(t.err.find("torn last line skipped"), std::string::npos) << t.err;
+  EXPECT_EQ(test::read_file(torn).size(), lines[0].size() + lines[1].size() + 102) << "import never writes its input";
+
+  auto missing = test::run_mitmwatch({"runs", "--db", dir_.file("no-such.db")});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("no-such.db"), std::string::npos);
+}
+
+TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
+  auto file = scan("scan.jsonl");
+  auto lines = test::read_lines(file);
+  // A big file of distinct records: the scan's, each with its target renamed.
+  auto big = dir_.file("big.jsonl");
+  constexpr size_t kCopies = 1500;
+  {
+    std::ofstream out(big);
+    for (size_t copy = 0; copy < kCopies; ++copy)
+      for (const auto& line : lines) {
+        auto j = nlohmann::ordered_json::parse(line);
+        j["target"] = "198.51.100." + std::to_string(copy % 250) + ":" + std::to_string(1000 + copy);
+        out << j.dump() << "\n";
+      }
+  }
+  const int64_t big_lines = static_cast<int64_t>(kCopies * lines.size());
+  auto db = dir_.file("k.db");
+  auto first = test::run_mitmwatch({"import", "--db", db, file});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+
+  int pid = test::spawn_mitmwatch({"import", "--db", db, "--quiet", big}, dir_.file("import.log"));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int64_t seen = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto st = store::Store::open_read_only(db);
+    if (st) {
+      auto n = st->count("records");
+      if (n) seen = *n;
+    }
+    if (seen > 24 + 10000) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the import finished before it could be killed";
+
+  auto st = store::Store::open(db);  // recovers the WAL as any next user does
+  ASSERT_TRUE(st) << st.error();
+  auto check = st->db().prepare("PRAGMA integrity_check");
+  ASSERT_TRUE(check && check->step().value());
+  EXPECT_EQ(check->text(0), "ok");
+  auto runs = st->runs().value();
+  ASSERT_EQ(runs.size(), 2u);
+  EXPECT_EQ(runs[0].status, "imported");
+  EXPECT_EQ(runs[0].records, 24);
+  EXPECT_EQ(as_set(exported(db, runs[0].id)), as_set(records_of(file)));
+  // The killed run holds whole batches only, and its summary agrees with its records.
+  auto q = st->db().prepare("SELECT count(*) FROM records WHERE run_id = ?1");
+  ASSERT_TRUE(q);
+  q->bind(1, runs[1].id);
+  ASSERT_TRUE(q->step().value());
+  int64_t kept = q->int64(0);
+  EXPECT_GT(kept, 0);
+  EXPECT_LT(kept, big_lines);
+  EXPECT_EQ(kept % 5000, 0);
+  EXPECT_EQ(runs[1].records, kept);
+  EXPECT_EQ(runs[1].status, "running");
+
+  auto again = test::run_mitmwatch({"import", "--db", db, big}, "", std::chrono::seconds(120));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find(std::to_string(big_lines - kept) + " records new, " + std::to_string(kept) + " already"),
+            std::string::npos)
+      << again.err;
+  auto after = store::Store::open_read_only(db).value().runs().value();
+  EXPECT_EQ(after[1].records, big_lines);
+  EXPECT_EQ(after[1].status, "imported");
+}
