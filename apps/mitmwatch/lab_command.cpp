@@ -1,6 +1,7 @@
 // `mitmwatch lab`: flags and wiring; the lab itself is src/lab/.
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "lab/schedule.hpp"
 #include "lab/device.hpp"
 #include "lab/lab.hpp"
 #include "lab/link_delay.hpp"
@@ -23,6 +24,7 @@ struct LabFlags {
   std::string vantage;
   std::vector<std::string> command;
   std::string prefix;
+  std::vector<std::string> steps;
 };
 
 void require_root() {
@@ -132,8 +134,16 @@ Examples:
   exec->positionals_at_end();
   auto* demo = app.add_subcommand("demo", "Bring the default lab up, run the study from both vantages, take it down");
   demo->add_flag("--keep", f->json, "Leave the lab up afterwards");
-  auto* device = app.add_subcommand("device", "Switch the interception device: lab device on|off");
-  device->add_option("state", f->prefix, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
+  auto* device = app.add_subcommand("device", "Switch the interception device: lab device on|off|schedule STEP...");
+  device->add_option("state", f->prefix, "on, off, or schedule")->required()->check(CLI::IsMember({"on", "off", "schedule"}));
+  device->add_option("steps", f->steps, "With schedule: TIME:STATE steps from now, e.g. 0s:on 20s:off 40s:0.5 60s:on");
+  device->footer(R"(on and off switch the device now (and drop any schedule). schedule sets a timetable
+that starts now: each step TIME:STATE, STATE on, off or a fraction 0..1 of trigger
+flows to take over. A [device] schedule = ["0s:on", "10m:off"] key in the lab's
+config does the same from `lab up`.
+
+Example:
+  mitmwatch lab device schedule 0s:on 30s:off 1m:on     # off for 30 s, then on again)");
   auto* device_run = app.add_subcommand("device-run", "");  // internal: the device process
   device_run->group("");
   auto* delay_run = app.add_subcommand("delay-run", "");  // internal: one router's link delay
@@ -164,6 +174,17 @@ Examples:
     if (device->parsed()) {
       require_root();
       if (auto plan = lab::running_plan(f->name); !plan) throw std::runtime_error(plan.error());
+      if (f->prefix == "schedule") {
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+        auto s = lab::parse_schedule(f->steps, now);
+        if (!s) throw UsageError(s.error());
+        if (auto ok = lab::write_device_schedule(f->name, *s); !ok) throw std::runtime_error(ok.error());
+        fmt::print(stderr, "lab device: schedule of {} steps from now\n", s->steps.size());
+        return cli::kExitOk;
+      }
+      if (!f->steps.empty()) throw UsageError("steps go with 'schedule' only");
+      lab::clear_device_schedule(f->name);
       lab::set_device_enabled(f->name, f->prefix == "on");
       fmt::print(stderr, "lab device: {}\n", f->prefix);
       return cli::kExitOk;

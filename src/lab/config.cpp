@@ -1,5 +1,6 @@
 #include "lab/config.hpp"
 
+#include "lab/schedule.hpp"
 #include "lab/stand_in.hpp"
 
 #include <toml.hpp>
@@ -85,6 +86,9 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       }
       c.device.fraction = get_or<double>(d, "fraction", 1.0);
       c.device.triggers = get_or<std::vector<std::string>>(d, "triggers", std::vector<std::string>{});
+      c.device.schedule = get_or<std::vector<std::string>>(d, "schedule", std::vector<std::string>{});
+      for (const auto& step : c.device.schedule)
+        if (auto ok = parse_schedule_step(step); !ok) return tl::unexpected(origin + ": device.schedule: " + ok.error());
     }
     if (doc.contains("forgery")) {
       const auto& f = toml::find(doc, "forgery");

@@ -49,6 +49,7 @@ struct DeviceConfig {
   bool reassemble_records = false;   // joins a hello split over TLS records (else reads the first record only)
   double fraction = 1.0;
   std::vector<std::string> triggers;  // empty in the file: the report's 37
+  std::vector<std::string> schedule;  // "TIME:STATE" steps from `lab up` (lab/schedule.hpp)
 };
 
 struct LabConfig {

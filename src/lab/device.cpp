@@ -5,6 +5,7 @@
 #include "fingerprint/handshake_stream.hpp"
 #include "fingerprint/hello.hpp"
 #include "lab/lab.hpp"
+#include "lab/schedule.hpp"
 #include "net/fd.hpp"
 #include "tls/socket_bio.hpp"
 #include "tls/trust.hpp"
@@ -249,6 +250,7 @@ class Device {
   tls::SslCtxPtr server_ctx_, upstream_ctx_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> enabled_{true};
+  std::atomic<double> fraction_{1.0};  // of trigger flows taken over; a schedule changes it
 
   std::unordered_map<FlowKey, Flow, FlowKeyHash> flows_;  // the queue thread's own
   std::mt19937_64 rng_{std::random_device{}()};
@@ -574,7 +576,7 @@ int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
   std::atomic<uint64_t>* pass_reason = nullptr;
   if (!enabled_) pass_reason = &pass_off_;
   else if (!sni || !trigger_matches(config_.device, *sni)) pass_reason = &pass_no_trigger_;
-  else if (coin(rng_) >= config_.device.fraction) pass_reason = &pass_fraction_;
+  else if (coin(rng_) >= fraction_.load()) pass_reason = &pass_fraction_;
   else if (sessions_ >= 512) pass_reason = &pass_busy_;
   else if (!server_trusted(ip->daddr)) pass_reason = &pass_untrusted_;
   if (pass_reason) {
@@ -606,12 +608,26 @@ void Device::stats_loop() {
     std::ifstream in(switch_file);
     std::string v;
     if (in >> v) enabled_ = v != "0";
+    fraction_ = config_.device.fraction;
+    // A schedule, while there is one, overrides the on/off switch.
+    if (std::ifstream sched(dir_ / "device-schedule.json"); sched) {
+      auto j = nlohmann::json::parse(sched, nullptr, false);
+      if (auto s = j.is_discarded() ? tl::expected<DeviceSchedule, std::string>(tl::unexpect, "bad")
+                                    : schedule_from_json(j)) {
+        auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       std::chrono::system_clock::now().time_since_epoch()).count();
+        if (auto step = step_at(*s, now)) {
+          enabled_ = step->on;
+          fraction_ = step->fraction;
+        }
+      }
+    }
     size_t keys;
     {
       std::lock_guard lock(keys_mu_);
       keys = keys_.size();
     }
-    nlohmann::ordered_json j = {{"enabled", enabled_.load()},  {"flows_seen", flows_seen_.load()},
+    nlohmann::ordered_json j = {{"enabled", enabled_.load()}, {"fraction", fraction_.load()},  {"flows_seen", flows_seen_.load()},
                                 {"client_hellos", hellos_seen_.load()}, {"hijacked", hijacked_.load()},
                                 {"passed", passed_.load()},     {"takeover_failed", takeover_failed_.load()},
                                 {"upstream_ok", upstream_ok_.load()}, {"upstream_failed", upstream_failed_.load()},

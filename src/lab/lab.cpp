@@ -6,6 +6,7 @@
 #include "certs/x509.hpp"
 #include "lab/device.hpp"
 #include "lab/netns.hpp"
+#include "lab/schedule.hpp"
 #include "lab/tls_server.hpp"
 
 #include <fmt/format.h>
@@ -195,6 +196,13 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
   }
   if (!plan.device.empty()) {
     if (!config.device.enabled) set_device_enabled(config.name, false);
+    if (!config.device.schedule.empty()) {
+      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::system_clock::now().time_since_epoch()).count();
+      auto s = parse_schedule(config.device.schedule, now);
+      if (!s) return fail(s.error());
+      if (auto ok = write_device_schedule(config.name, *s); !ok) return fail(ok.error());
+    }
     auto pid = spawn_in(plan.device, {options.self_exe, "lab", "device-run", "--name", config.name},
                         (dir / "device.log").string());
     if (!pid) return fail(pid.error());

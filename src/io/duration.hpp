@@ -1,0 +1,17 @@
+// Durations as people write them on a command line or in a config:
+// "90", "90s", "10m", "1h30m", "2.5s", "250ms".
+#pragma once
+
+#include <tl/expected.hpp>
+
+#include <chrono>
+#include <string>
+#include <string_view>
+
+namespace mw::io {
+
+// Seconds; a bare number is seconds. Errors name the text.
+tl::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view text);
+std::string format_duration(std::chrono::milliseconds d);
+
+}  // namespace mw::io
