@@ -1,6 +1,7 @@
 // `mitmwatch lab`: flags and wiring; the lab itself is src/lab/.
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "target_input.hpp"
 #include "lab/schedule.hpp"
 #include "lab/device.hpp"
 #include "lab/lab.hpp"
@@ -31,12 +32,6 @@ void require_root() {
   if (geteuid() != 0) throw std::runtime_error("the lab needs root: it makes network namespaces");
 }
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
-  return std::string(buf, static_cast<size_t>(n));
-}
 
 int lab_up_cmd(const LabFlags& f) {
   auto config = f.config.empty() ? tl::expected<lab::LabConfig, std::string>(lab::default_lab_config())

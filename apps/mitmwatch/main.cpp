@@ -27,6 +27,8 @@ int main(int argc, char** argv) {
   actions[pcap] = mw::app::add_pcap_command(*pcap);
   auto* fpserver = app.add_subcommand("fpserver", "A TLS server that fingerprints who really connects to it (JA3, JA4, tlsfp)");
   actions[fpserver] = mw::app::add_fpserver_command(*fpserver);
+  auto* monitor = app.add_subcommand("monitor", "Scan rounds on a schedule into the store; events when interception starts, stops, moves");
+  actions[monitor] = mw::app::add_monitor_command(*monitor);
   auto* import = app.add_subcommand("import", "Load JSON Lines files into the store (idempotent)");
   actions[import] = mw::app::add_import_command(*import);
   auto* runs = app.add_subcommand("runs", "List the runs in the store");

@@ -55,6 +55,7 @@ void add_output_options(CLI::App& app, OutputFlags& f, const std::string& verb, 
 void add_store_options(CLI::App& app, OutputFlags& f) {
   add_db_option(app, f.db, "Also keep the records in the store: one run, committed as they come");
   app.add_option("--vantage", f.vantage, "Name of where this runs from, for the store (default: the host name)");
+  app.add_option("--series", f.series, "")->group("");  // set by monitor: the run is one of its rounds
 }
 
 void add_db_option(CLI::App& app, std::string& db, const std::string& what) {
@@ -63,6 +64,13 @@ void add_db_option(CLI::App& app, std::string& db, const std::string& what) {
          what + " (--db alone: " + store::default_db_path() + "; $MITMWATCH_DB overrides)")
       ->expected(0, 1)
       ->type_name("[=PATH]");
+}
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw std::runtime_error("cannot find this program's path (/proc/self/exe)");
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 std::string command_line() {
@@ -82,6 +90,7 @@ store::SinkOptions sink_options(const OutputFlags& f, const std::string& command
   o.run.command = command;
   o.run.vantage = f.vantage.empty() ? store::host_name() : f.vantage;
   o.run.args = command_line();
+  o.run.series = f.series;
   return o;
 }
 

@@ -41,6 +41,7 @@ struct OutputFlags {
   bool quiet = false;
   std::string db;       // empty: no store; --db alone: the default store
   std::string vantage;  // empty: this host's name
+  std::string series;   // a monitor's name, when this run is one of its rounds
 };
 // Adds -o, --resume, --overwrite, -q. `verb` completes "and VERB only what it
 // lacks"; `quiet_help` says what -q leaves on stderr.
@@ -54,6 +55,8 @@ store::SinkOptions sink_options(const OutputFlags& f, const std::string& command
 void add_store_options(CLI::App& app, OutputFlags& f);
 // Adds --db[=PATH] to `app`: `db` gets PATH, or the default store without one.
 void add_db_option(CLI::App& app, std::string& db, const std::string& what);
+// This program's own path, to run itself (in namespaces, as a monitor's rounds).
+std::string self_exe();
 // The command line of this process, for the store's runs table.
 std::string command_line();
 
