@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
   actions[fpserver] = mw::app::add_fpserver_command(*fpserver);
   auto* monitor = app.add_subcommand("monitor", "Scan rounds on a schedule into the store; events when interception starts, stops, moves");
   actions[monitor] = mw::app::add_monitor_command(*monitor);
+  auto* report = app.add_subcommand("report", "A self-contained HTML or Markdown report of the store, with SVG plots");
+  actions[report] = mw::app::add_report_command(*report);
+  auto* serve = app.add_subcommand("serve", "A local web dashboard over the store");
+  actions[serve] = mw::app::add_serve_command(*serve);
   auto* import = app.add_subcommand("import", "Load JSON Lines files into the store (idempotent)");
   actions[import] = mw::app::add_import_command(*import);
   auto* runs = app.add_subcommand("runs", "List the runs in the store");

@@ -65,6 +65,7 @@ class Statement {
   std::string text(int col) const;
   std::optional<std::string> text_or_null(int col) const;
   std::vector<unsigned char> blob(int col) const;
+  sqlite3_stmt* get() const { return stmt_.get(); }
 
  private:
   struct Finalize {
