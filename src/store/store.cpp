@@ -318,9 +318,16 @@ tl::expected<Json, Error> Store::move_chains_out(const Json& record, int64_t obs
       }
       Json refs = Json::array();
       for (const auto& c : value) {
-        auto der = certs::unbase64(c.get_ref<const std::string&>());
+        const auto& text = c.get_ref<const std::string&>();
+        if (auto hit = sha_of_base64_.find(text); hit != sha_of_base64_.end()) {
+          refs.push_back(hit->second);
+          continue;
+        }
+        auto der = certs::unbase64(text);
         if (!der) return tl::unexpected("a chain certificate is not base64: " + der.error());
         std::string sha = certs::sha256_hex(*der);
+        if (sha_of_base64_.size() > 20000) sha_of_base64_.clear();  // bounded: a scan of a million distinct chains
+        sha_of_base64_.emplace(text, sha);
         if (known_certs_.insert(sha).second) {
           std::optional<std::string> subject, issuer;
           if (auto x = certs::from_der(*der)) {
@@ -344,16 +351,19 @@ tl::expected<Json, Error> Store::move_chains_out(const Json& record, int64_t obs
 tl::expected<bool, Error> Store::add_record(int64_t run, const std::string& vantage, const Json& record) {
   auto ix = index_record(record);
   if (!ix) return tl::unexpected(ix.error());
-  auto content = sha256(canonical(record));
   int64_t observed = ix->observed_ms.value_or(now_ms());
   auto body = move_chains_out(record, observed);
   if (!body) return tl::unexpected(body.error());
+  // The identity is the hash of what is stored: the record with its chains
+  // as certificate hashes, a function of the record alone, and one dump less.
+  std::string text = canonical(*body);
+  auto content = sha256(text);
 
   auto& s = *insert_record_;
   s.bind(1, run).bind_blob(2, content.data(), content.size()).bind(3, std::string_view(ix->kind));
   s.bind(4, ix->observed_ms).bind(5, ix->target).bind(6, ix->sni).bind(7, ix->verdict).bind(8, ix->issuer);
   s.bind(9, ix->leaf_sha256).bind(10, ix->control_leaf_sha256).bind(11, ix->injector_hop);
-  s.bind(12, ix->hop_before).bind(13, ix->hop_after).bind(14, std::string_view(canonical(*body)));
+  s.bind(12, ix->hop_before).bind(13, ix->hop_after).bind(14, std::string_view(text));
   if (auto ok = s.run(); !ok) return tl::unexpected(ok.error());
   if (db_.changes() == 0) return false;  // the run held it already
 

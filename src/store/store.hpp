@@ -6,7 +6,7 @@
 //
 // Identity, so that re-import is idempotent: a run is named by the SHA-256 of
 // its first record (a resumed file keeps its first line, so it stays the same
-// run), a record by the SHA-256 of its canonical JSON within its run.
+// run), a record by the SHA-256 of its stored JSON (chains as hashes) within its run.
 #pragma once
 
 #include "store/sqlite.hpp"
@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -102,6 +103,7 @@ class Store {
   std::optional<Statement> insert_record_, insert_cert_, upsert_run_stats_, upsert_target_, upsert_sni_,
       upsert_issuer_, touch_run_;
   std::unordered_set<std::string> known_certs_;  // saves a write per repeated certificate
+  std::unordered_map<std::string, std::string> sha_of_base64_;  // saves decoding and hashing a repeated one
 };
 
 // Writes one live run into the store as its records come: batches them into
