@@ -32,7 +32,7 @@ std::string xml_escape(const std::string& s) {
 
 std::string time_series_svg(const std::vector<Line>& lines, const std::vector<Marker>& markers,
                             const std::string& title) {
-  const int w = 760, h = 300, left = 50, right = 20, top = 30, bottom = 40;
+  const int w = 760, h = 300, left = 50, right = 45, top = 30, bottom = 40;
   int64_t lo = INT64_MAX, hi = INT64_MIN;
   for (const auto& l : lines)
     for (const auto& [t, v] : l.points) {

@@ -51,11 +51,12 @@ attach = 4
 `);
   mw(['lab', 'up', '--config', join(dir, 'lab.toml')]);
   writeFileSync(join(dir, 'targets.txt'), Array.from({ length: 10 }, (_, i) => `10.72.0.${i + 1}:443`).join('\n') + '\n');
-  // Rounds every 2 s: 1-3 on, 4-5 off (off at 5 s), 6 on (on at 9 s).
-  mw(['lab', 'device', '--name', lab, 'schedule', '0s:on', '5s:off', '9s:on']);
+  // Rounds every 2 s: 1-4 on (round 1 also traces, and may run late), 5-6 off
+  // (off at 7 s), 7 on (on at 11 s).
+  mw(['lab', 'device', '--name', lab, 'schedule', '0s:on', '7s:off', '11s:on']);
   const ca = `/run/mitmwatch-lab/${lab}/public-root.pem`;
   mw(['lab', 'exec', '--name', lab, 'outside', '--', BIN, 'monitor', '--db', db, '--vantage', 'outside', '--name', 'lab',
-      '--every', '2s', '--rounds', '6', '-q', '--', '--allow-private', '--ca-file', ca, '--sni', 'facebook.com', '-i',
+      '--every', '2s', '--rounds', '7', '--trace', '-q', '--', '--allow-private', '--ca-file', ca, '--sni', 'facebook.com', '-i',
       join(dir, 'targets.txt')]);
 
   server = spawn(BIN, ['serve', '--db', db, '--ca-file', ca, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -81,12 +82,16 @@ attach = 4
   await page.goto(url);
   await page.waitForSelector('body[data-loaded="true"]', { timeout: 20000 });
 
-  // The time series: six rounds, the device off in rounds 4 and 5.
+  // The time series: seven rounds, the device off in rounds 5 and 6.
   const shares = await page.evaluate(() => window.mitmwatchChart.data.datasets.map((d) => d.data.map((p) => p.y)));
-  assert.deepEqual(shares, [[100, 100, 100, 0, 0, 100]]);
+  assert.deepEqual(shares, [[100, 100, 100, 100, 0, 0, 100]]);
   const off = await page.locator('#off-periods li.off-period').allTextContents();
   assert.equal(off.length, 1, `one off period: ${off}`);
   assert.match(off[0], /outside: from .* to .* \(2 rounds\)/);
+
+  // The traces placed the device: one hop pair, between routers 2 and 3.
+  const hops = await page.locator('#hops tbody tr').count();
+  assert.equal(hops, 1, 'one injection hop pair');
 
   // The events, and a click opens the certificate diff.
   const rows = page.locator('tr[data-testid="event-row"]');
