@@ -273,3 +273,46 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   EXPECT_EQ(after[1].records, big_lines);
   EXPECT_EQ(after[1].status, "imported");
 }
+
+TEST_F(StoreTest, AKilledScanWithDbResumesWithTheStoreHoldingExactlyItsFile) {
+  // Slow sites (silent to the trigger) make the scan last long enough to be killed midway.
+  std::vector<lab::Listener> listeners;
+  for (int i = 0; i < 30; ++i) {
+    auto name = "slow" + std::to_string(i) + ".example";
+    listeners.push_back({{*net::IpAddress::parse("127.91.1." + std::to_string(i + 1)), 0},
+                         i % 3 == 0 ? world_->blocking_site(name, lab::SniAction::silent) : world_->clean_site(name)});
+  }
+  auto slow = lab::TlsServer::start(std::move(listeners), {});
+  ASSERT_TRUE(slow) << slow.error();
+  std::string lines;
+  for (const auto& e : (*slow)->endpoints()) lines += e.to_string() + "\n";
+  test::write_file(dir_.file("slow.txt"), lines);
+  auto out = dir_.file("slow.jsonl");
+  auto db = dir_.file("live.db");
+  std::vector<std::string> args{"scan", "--allow-private", "--ca-file", dir_.file("root.pem"), "--quiet", "-i",
+                                dir_.file("slow.txt"), "--sni", "facebook.com,google.com", "--concurrency", "3",
+                                "--retries", "1", "--handshake-timeout", "0.4", "-o", out, "--db", db};
+  int pid = test::spawn_mitmwatch(args, dir_.file("first.log"));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (test::read_lines(out).size() < 10 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  auto before = test::read_lines(out).size();
+  ASSERT_GE(before, 10u) << test::read_file(dir_.file("first.log"));
+  ASSERT_LT(before, 60u) << "the scan finished before it could be killed";
+
+  args.push_back("--resume");
+  auto r = test::run_mitmwatch(args, "", std::chrono::seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto written = records_of(out);
+  ASSERT_EQ(written.size(), 60u);
+  auto st = store::Store::open_read_only(db);
+  ASSERT_TRUE(st);
+  auto runs = st->runs().value();
+  ASSERT_EQ(runs.size(), 1u) << "the resumed scan is the same run";
+  EXPECT_EQ(runs[0].status, "complete");
+  EXPECT_EQ(runs[0].records, 60);
+  EXPECT_EQ(as_set(exported(db, runs[0].id)), as_set(written));
+}

@@ -74,6 +74,7 @@ int run_fpserver(const FpFlags& f) {
   // A server's log grows across runs: appended to, never replaced.
   auto sink = sink_options(f, "fpserver");
   sink.append = true;
+  sink.batch = 1;  // connections come seldom: each record committed as it comes
   auto out = store::RecordSink::open(sink);
   if (!out) throw std::runtime_error(out.error());
 

@@ -1,5 +1,7 @@
 #include "store/record_sink.hpp"
 
+#include "store/import.hpp"
+
 #include <fstream>
 
 namespace mw::store {
@@ -21,7 +23,13 @@ tl::expected<RecordSink, Error> RecordSink::open(SinkOptions o) {
       }
     }
     if (o.run.source.empty()) o.run.source = o.output == "-" ? "live" : o.output;
-    sink.writer_ = std::make_unique<RunWriter>(*sink.store_, o.run, uid);
+    // What a killed run wrote to its file but had not committed to the store
+    // goes in first: the resumed part never sends those records again.
+    if (!uid.empty()) {
+      auto caught_up = import_jsonl(*sink.store_, o.output, o.run);
+      if (!caught_up) return tl::unexpected("--db: catching up with " + o.output + ": " + caught_up.error());
+    }
+    sink.writer_ = std::make_unique<RunWriter>(*sink.store_, o.run, uid, o.batch);
   }
   auto file = io::JsonlWriter::open(o.output, o.append);
   if (!file) return tl::unexpected(file.error());

@@ -18,6 +18,7 @@ struct SinkOptions {
   bool append = false;       // --resume: keep what the file holds
   std::string db;            // empty: no store
   RunInfo run;
+  size_t batch = 500;  // records a transaction; 1 for a server whose records come seldom
 };
 
 class RecordSink {
