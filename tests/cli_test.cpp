@@ -213,14 +213,7 @@ TEST_F(CliTest, AScanKilledMidwayResumesWithNothingLostOrDoubled) {
   auto out = dir_.file("scan.jsonl");
   auto args = scan_args({"-i", input, "-o", out, "--sni", "facebook.com,google.com", "--concurrency", "3",
                          "--retries", "1", "--handshake-timeout", "0.4"});
-  int pid = test::spawn_mitmwatch(args, dir_.file("first.log"));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (test::read_lines(out).size() < 10 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  auto before = test::read_lines(out).size();
+  auto before = test::kill_nine_after_lines(args, out, 10, dir_.file("first.log"));
   ASSERT_GE(before, 10u) << test::read_file(dir_.file("first.log"));
   ASSERT_LT(before, 60u) << "the scan finished before it could be killed";
   // As if the kill had landed in the middle of a write.

@@ -54,27 +54,23 @@ std::vector<Change> detect(History& h, const RoundSummary& now, const Thresholds
       out.push_back(std::move(c));
     }
   }
+  // Names never seen in the series: one event each, with a record that shows it.
+  auto firsts = [&](const char* type, const std::set<std::string>& names, const std::set<std::string>& known,
+                    std::string Intercepted::*field) {
+    for (const auto& name : names) {
+      if (known.count(name)) continue;
+      Change c{type, name};
+      for (const auto& hit : now.hits)
+        if (hit.*field == name) {
+          c.details["example"] = hit_json(hit);
+          break;
+        }
+      out.push_back(std::move(c));
+    }
+  };
   if (h.rounds > 0) {
-    for (const auto& issuer : issuers)
-      if (!h.issuers.count(issuer)) {
-        Change c{"new-issuer", issuer};
-        for (const auto& hit : now.hits)
-          if (hit.issuer == issuer) {
-            c.details["example"] = hit_json(hit);
-            break;
-          }
-        out.push_back(std::move(c));
-      }
-    for (const auto& sni : triggers)
-      if (!h.triggers.count(sni)) {
-        Change c{"new-trigger", sni};
-        for (const auto& hit : now.hits)
-          if (hit.sni == sni) {
-            c.details["example"] = hit_json(hit);
-            break;
-          }
-        out.push_back(std::move(c));
-      }
+    firsts("new-issuer", issuers, h.issuers, &Intercepted::issuer);
+    firsts("new-trigger", triggers, h.triggers, &Intercepted::sni);
   }
   for (const auto& [target, pair] : now.hop_pair) {
     auto it = h.hop_pair.find(target);

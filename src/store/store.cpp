@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS records(
 CREATE INDEX IF NOT EXISTS records_target ON records(target, sni);
 CREATE INDEX IF NOT EXISTS records_sni ON records(sni, verdict);
 CREATE INDEX IF NOT EXISTS records_hops ON records(hop_before, hop_after) WHERE kind = 'trace';
+CREATE INDEX IF NOT EXISTS records_forged ON records(leaf_sha256, kind) WHERE leaf_sha256 IS NOT NULL;
 CREATE TABLE IF NOT EXISTS certificates(
   sha256 TEXT PRIMARY KEY,
   der BLOB NOT NULL,

@@ -189,8 +189,9 @@ tl::expected<Json, Error> cert_pair(Store& s, int64_t record_id, const tls::Trus
 tl::expected<Json, Error> recipes(Store& s, const tls::TrustStore& trust, const certs::InterceptorRegistry& registry,
                                   int max_pairs) {
   auto picks = rows(s,
-                    "SELECT min(id), leaf_sha256 FROM records WHERE kind = 'scan' AND verdict = 'intercepted' "
-                    "AND leaf_sha256 IS NOT NULL GROUP BY leaf_sha256 LIMIT ?1",
+                    // leaf_sha256 is set only on intercepted records: the partial index covers this.
+                    "SELECT min(id), leaf_sha256 FROM records WHERE leaf_sha256 IS NOT NULL AND kind = 'scan' "
+                    "GROUP BY leaf_sha256 LIMIT ?1",
                     {"id", "leaf"}, [&](Statement& q) { q.bind(1, static_cast<int64_t>(max_pairs)); });
   if (!picks) return picks;
   std::vector<certs::Pair> pairs;

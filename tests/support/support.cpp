@@ -194,3 +194,19 @@ tls::Observation failed(tls::ProbeError error, const std::string& sni, int alert
 }
 
 }  // namespace mw::test
+
+namespace mw::test {
+
+size_t kill_nine_after_lines(const std::vector<std::string>& args, const std::string& watched, size_t lines,
+                             const std::string& log_path) {
+  int pid = spawn_mitmwatch(args, log_path);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (read_lines(watched).size() < lines && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return read_lines(watched).size();
+}
+
+}  // namespace mw::test

@@ -54,6 +54,10 @@ std::string run_on_terminal(const std::vector<std::string>& args,
 
 // Starts build/mitmwatch in the background with stdout/stderr to files; returns its pid.
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path);
+// Runs `args` in the background until `watched` holds `lines` lines (or 30 s
+// pass), then kill -9; the lines it holds then.
+size_t kill_nine_after_lines(const std::vector<std::string>& args, const std::string& watched, size_t lines,
+                             const std::string& log_path);
 
 // An observation of a finished handshake that presented `chain`, assessed
 // against `trust` (and the built-in registry unless one is given).
