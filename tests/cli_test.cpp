@@ -74,6 +74,15 @@ TEST_F(CliTest, HelpTeachesAndVersionAnswers) {
   EXPECT_EQ(trace.exit_code, 0);
   for (const char* s : {"Examples:", "--max-ttl", "--from-scan", "--asn-db", "--pcap", "CAP_NET_RAW", "Exit codes"})
     EXPECT_NE(trace.out.find(s), std::string::npos) << s;
+  for (const char* cmd : {"monitor", "import", "report", "serve"}) {
+    auto h = test::run_mitmwatch({cmd, "--help"});
+    EXPECT_EQ(h.exit_code, 0) << cmd;
+    EXPECT_NE(h.out.find("Examples:"), std::string::npos) << cmd;
+    EXPECT_NE(h.out.find("--db"), std::string::npos) << cmd;
+  }
+  auto monitor = test::run_mitmwatch({"monitor", "--help"});
+  for (const char* s : {"interception-stopped", "--on-change", "--every", "share-moved"})
+    EXPECT_NE(monitor.out.find(s), std::string::npos) << s;
   auto version = test::run_mitmwatch({"--version"});
   EXPECT_EQ(version.exit_code, 0);
   EXPECT_NE(version.out.find("mitmwatch 0."), std::string::npos);
@@ -120,6 +129,14 @@ TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
         dir_.file("bad-ca.pem")},
        "bad-ca.pem"},
       {{"pcap", "-o", out, dir_.file("bad-ca.pem")}, "bad-ca.pem"},
+      {{"import", "--db", dir_.file("s.db"), dir_.file("missing.jsonl")}, "missing.jsonl"},
+      {{"runs", "--db", dir_.file("missing.db")}, "missing.db"},
+      {{"export", "--db", dir_.file("missing.db"), "--run", "1"}, "missing.db"},
+      {{"report", "--db", dir_.file("missing.db"), "-o", dir_.file("r.html")}, "missing.db"},
+      {{"serve", "--db", dir_.file("missing.db")}, "missing.db"},
+      {{"monitor", "--db", dir_.file("m.db"), "--every", "soon", "--", "127.0.0.1:9"}, "'soon' is not a duration"},
+      {{"monitor", "--db", dir_.file("m.db"), "--", "-i", "x.txt", "-o", "y.jsonl"}, "scan argument -o"},
+      {{"monitor", "--db", dir_.file("m.db"), "--rounds", "-1", "--", "127.0.0.1:9"}, "--rounds"},
       {{"pcap", "-o", out, "--fingerprints", dir_.file("bad-ca.pem"), std::string(MW_SHARED_DATA) + "/pcaps/tls12.pcap"},
        "bad-ca.pem"},
   };
