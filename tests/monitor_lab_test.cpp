@@ -122,6 +122,13 @@ TEST_F(MonitorLabTest, EachDeviceTransitionIsReportedInTheNextRoundAndSteadyRoun
   ASSERT_EQ(stored.size(), 2u);
   EXPECT_EQ(stored[0].type, "interception-stopped");
   EXPECT_TRUE(stored[1].details["example"]["record_id"].is_number());
+
+  // The report marks both events on the time series (red: stopped).
+  auto report = test::run_mitmwatch({"report", "--db", lab.dir().file("m.db"), "-o", lab.dir().file("r.html")});
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  auto html = test::read_file(lab.dir().file("r.html"));
+  EXPECT_NE(html.find("stroke=\"#d62728\" stroke-dasharray=\"4 3\"><title>interception-stopped: "), std::string::npos);
+  EXPECT_NE(html.find("stroke=\"#1f77b4\" stroke-dasharray=\"4 3\"><title>interception-started: "), std::string::npos);
 }
 
 TEST_F(MonitorLabTest, ATraceLocatesWhatBecameInterceptedAndARestartKeepsItsBaseline) {

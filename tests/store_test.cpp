@@ -309,3 +309,44 @@ TEST_F(StoreTest, AKilledScanWithDbResumesWithTheStoreHoldingExactlyItsFile) {
   EXPECT_EQ(runs[0].records, 60);
   EXPECT_EQ(as_set(exported(db, runs[0].id)), as_set(written));
 }
+
+TEST_F(StoreTest, TheReportDrawsWhatTheStoreHolds) {
+  auto db = dir_.file("r.db");
+  auto file = scan("scan.jsonl", {"--db", db, "--vantage", "lab-outside"});
+  std::map<std::string, int> intercepted;
+  std::string issuer;
+  for (const auto& r : records_of(file))
+    if (r["verdict"] == "intercepted") {
+      ++intercepted[r["sni"].get<std::string>()];
+      for (const auto& a : r["attempts"])
+        if (a["role"] == "test" && a["leaf"].is_object() && a["trusted"] == false) issuer = a["leaf"]["issuer"];
+    }
+  ASSERT_FALSE(issuer.empty());
+  auto html_path = dir_.file("r.html");
+  auto h = test::run_mitmwatch({"report", "--db", db, "--ca-file", dir_.file("root.pem"), "-o", html_path});
+  ASSERT_EQ(h.exit_code, 0) << h.err;
+  auto html = test::read_file(html_path);
+  EXPECT_EQ(html.rfind("<!doctype html>", 0), 0u);
+  EXPECT_EQ(html.find("<script"), std::string::npos) << "self-contained, no scripts";
+  EXPECT_EQ(html.find("src="), std::string::npos) << "nothing loaded from elsewhere";
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+  size_t svgs = 0;
+  for (size_t p = 0; (p = html.find("<svg", p)) != std::string::npos; ++p) ++svgs;
+  EXPECT_EQ(svgs, 4u);
+  EXPECT_NE(html.find("lab-outside"), std::string::npos);
+  EXPECT_NE(html.find(issuer), std::string::npos);
+  for (const auto& [sni, n] : intercepted)
+    EXPECT_NE(html.find("<td>" + sni + "</td><td>lab-outside</td><td>12</td><td>" + std::to_string(n) + "</td>"),
+              std::string::npos)
+        << sni;
+  EXPECT_NE(html.find("key RSA 2048 e=3"), std::string::npos) << "the stand-in's recipe";
+
+  auto md_path = dir_.file("r.md");
+  auto m = test::run_mitmwatch({"report", "--db", db, "-o", md_path});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  auto md = test::read_file(md_path);
+  for (const char* fig : {"share", "hops", "domains", "issuers"}) {
+    EXPECT_NE(md.find(std::string("(r-") + fig + ".svg)"), std::string::npos) << fig;
+    EXPECT_EQ(test::read_file(dir_.file(std::string("r-") + fig + ".svg")).rfind("<svg", 0), 0u) << fig;
+  }
+}
