@@ -21,6 +21,7 @@ struct ViewFlags {
   std::string output = "mitmwatch-report.html";
   std::string format;  // html, md; default from -o
   std::string title = "mitmwatch report";
+  bool compare = false;
   std::string ca_file, interceptors;
   std::string listen = "127.0.0.1:8080";
   std::string web_root = MW_WEB_DIST;
@@ -52,17 +53,23 @@ int run_report(const ViewFlags& f) {
   auto st = store::Store::open_read_only(f.db);
   if (!st) throw UsageError("--db " + st.error());
   std::string format = f.format;
-  if (format.empty()) format = f.output.size() > 3 && f.output.substr(f.output.size() - 3) == ".md" ? "md" : "html";
-  if (format != "html" && format != "md") throw UsageError("--format must be html or md");
+  auto ends = [&](const std::string& ext) {
+    return f.output.size() > ext.size() && f.output.compare(f.output.size() - ext.size(), ext.size(), ext) == 0;
+  };
+  if (format.empty()) format = ends(".md") ? "md" : ends(".json") ? "json" : "html";
+  if (format != "html" && format != "md" && format != "json") throw UsageError("--format must be html, md or json");
   auto ctx = context_of(f);
   report::ReportOptions o;
   o.series = f.series;
   o.title = f.title;
+  o.compare = f.compare;
   auto stem = std::filesystem::path(f.output).stem().string();
   o.figure_prefix = stem;
   auto r = report::build_report(*st, ctx.trust, ctx.registry, o);
   if (!r) throw std::runtime_error(r.error());
-  if (format == "html") {
+  if (format == "json") {
+    write_text(f.output, r->data.dump(2, ' ', false, store::Json::error_handler_t::replace) + "\n");
+  } else if (format == "html") {
     write_text(f.output, r->html);
   } else {
     write_text(f.output, r->markdown);
@@ -118,6 +125,7 @@ int run_serve(const ViewFlags& f) {
   api("/api/overview", [](store::Store& s, const httplib::Request&) { return store::overview(s); });
   api("/api/series", [param](store::Store& s, const httplib::Request& q) { return store::series_points(s, param(q, "series")); });
   api("/api/events", [param](store::Store& s, const httplib::Request& q) { return store::event_list(s, param(q, "series")); });
+  api("/api/compare", [](store::Store& s, const httplib::Request&) { return store::compare_vantages(s); });
   api("/api/hops", [](store::Store& s, const httplib::Request&) { return store::hop_pairs(s); });
   api("/api/domains", [](store::Store& s, const httplib::Request&) { return store::domains(s); });
   api("/api/servers", [](store::Store& s, const httplib::Request&) { return store::servers(s); });
@@ -160,10 +168,15 @@ and every run.
 
 Examples:
   mitmwatch report -o kz.html
-  mitmwatch report --series kz -o docs/kz.md      # kz.md, kz-share.svg, kz-hops.svg, ...)");
+  mitmwatch report --series kz -o docs/kz.md      # kz.md, kz-share.svg, kz-hops.svg, ...
+  mitmwatch report --compare -o vantages.html      # outside vs inside: the study's 7 % vs 24 %
+  mitmwatch report --compare -o all.json && jq .compare.vantages all.json)");
   add_view_options(app, *f);
   app.add_option("-o,--output", f->output, "The report file (.html or .md)")->capture_default_str();
-  app.add_option("--format", f->format, "html or md (default: from -o)");
+  app.add_option("--format", f->format, "html, md, or json (every view the report draws; default: from -o)");
+  app.add_flag("--compare", f->compare,
+               "Add the vantages side by side: share intercepted, hosts intercepted from one and not another, "
+               "injector hops");
   app.add_option("--series", f->series, "Only this monitor's rounds in the time series");
   app.add_option("--title", f->title, "Heading")->capture_default_str();
   return [f] { return run_report(*f); };
@@ -174,7 +187,7 @@ Action add_serve_command(CLI::App& app) {
   app.footer(R"(A local dashboard over the store: the share intercepted per vantage over time,
 the events (click one for the real and forged certificates side by side), and
 the domains, servers, hop pairs and issuers. JSON under /api/ (overview, series,
-events, domains, servers, hops, issuers, recipes, certpair?record=ID).
+events, domains, servers, hops, issuers, recipes, compare, certpair?record=ID).
 
 Examples:
   mitmwatch serve                          # http://127.0.0.1:8080/

@@ -120,6 +120,41 @@ tl::expected<Report, store::Error> build_report(store::Store& s, const tls::Trus
   for (const auto& rc : *recipes) recipes_text += rc["text"].get<std::string>() + "\n";
   if (recipes_text.empty()) recipes_text = "No intercepted scan record with a control to compare.\n";
 
+  // Vantages compared: what each saw, and the hosts only one of them saw forged.
+  std::string compare_html, compare_md;
+  Json compared = nullptr;
+  if (o.compare) {
+    auto c = store::compare_vantages(s);
+    if (!c) return tl::unexpected(c.error());
+    compared = *c;
+    std::vector<std::pair<std::string, double>> bars;
+    Table per{{"vantage", "runs", "records", "intercepted", "share", "hosts intercepted", "injector hops (traces)"}, {}};
+    for (const auto& v : (*c)["vantages"]) {
+      bars.push_back({v["vantage"].get<std::string>(), 100 * v["share"].get<double>()});
+      std::string hops;
+      for (const auto& h : v["injector_hops"])
+        hops += (hops.empty() ? "" : ", ") + fmt::format("{} ({})", h["hop"].get<int64_t>(), h["traces"].get<int64_t>());
+      per.rows.push_back({v["vantage"], std::to_string(v["runs"].get<int64_t>()),
+                          std::to_string(v["records"].get<int64_t>()), std::to_string(v["intercepted"].get<int64_t>()),
+                          pct(v["share"].get<double>()),
+                          fmt::format("{} of {}", v["hosts_intercepted"].get<int64_t>(), v["hosts"].get<int64_t>()),
+                          hops.empty() ? "-" : hops});
+    }
+    Table diff{{"intercepted from", "not from", "hosts", "e.g."}, {}};
+    for (const auto& d : (*c)["intercepted_from_one_not_the_other"]) {
+      std::string eg;
+      for (size_t i = 0; i < d["examples"].size() && i < 5; ++i)
+        eg += (eg.empty() ? "" : ", ") + d["examples"][i].get<std::string>();
+      diff.rows.push_back({d["intercepted_from"], d["not_from"], std::to_string(d["hosts"].get<int64_t>()), eg});
+    }
+    r.figures.push_back({"vantages", bar_chart_svg(bars, "Share of scan records intercepted, per vantage", " %")});
+    compare_html = "<h2>Vantages compared</h2>" + r.figures.back().svg + per.html() + diff.html();
+    compare_md = "\n## Vantages compared\n\n![vantages](" + o.figure_prefix + "-vantages.svg)\n\n" + per.markdown() +
+                 "\n" + diff.markdown();
+  }
+  r.data = Json{{"overview", *overview}, {"series", *points},   {"events", *events}, {"hops", *hops},
+                {"domains", *domains},   {"issuers", *issuers}, {"recipes", *recipes}, {"compare", compared}};
+
   const auto& ov = *overview;
   std::string summary = fmt::format(
       "{} runs, {} records, {} distinct certificates, {} events; vantages: {}; from {} to {}.", ov["runs"].get<int64_t>(),
@@ -142,7 +177,7 @@ tl::expected<Report, store::Error> build_report(store::Store& s, const tls::Trus
            "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 6px;"
            "text-align:left}th{background:#f3f3f3}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;font-size:12px}"
            "</style></head><body><h1>" +
-           xml_escape(o.title) + "</h1><p>" + xml_escape(summary) + "</p><h2>Interception over time</h2>" + fig("share") +
+           xml_escape(o.title) + "</h1><p>" + xml_escape(summary) + "</p>" + compare_html + "<h2>Interception over time</h2>" + fig("share") +
            "<p>Dashed lines: detected events (red: interception stopped).</p><h2>Events</h2>" + events_table.html() +
            "<h2>Where the device sits</h2>" + fig("hops") + hops_table.html() + "<h2>Domains</h2>" + fig("domains") +
            domains_table.html() + "<h2>Forged issuers</h2>" + fig("issuers") + "<h2>Forgery recipes</h2><pre>" +
@@ -151,7 +186,7 @@ tl::expected<Report, store::Error> build_report(store::Store& s, const tls::Trus
   auto img = [&](const std::string& name, const std::string& alt) {
     return "![" + alt + "](" + o.figure_prefix + "-" + name + ".svg)\n\n";
   };
-  r.markdown = "# " + o.title + "\n\n" + summary + "\n\n## Interception over time\n\n" +
+  r.markdown = "# " + o.title + "\n\n" + summary + "\n" + compare_md + "\n## Interception over time\n\n" +
                img("share", "share intercepted per vantage") +
                "Dashed lines: detected events (red: interception stopped).\n\n## Events\n\n" + events_table.markdown() +
                "\n## Where the device sits\n\n" + img("hops", "hop pairs") + hops_table.markdown() + "\n## Domains\n\n" +

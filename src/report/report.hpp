@@ -18,12 +18,14 @@ struct Report {
   std::string html;
   std::string markdown;  // refers to figures as FIGURE_PREFIX-NAME.svg
   std::vector<Figure> figures;
+  store::Json data;  // every view the report drew, for --format json
 };
 
 struct ReportOptions {
   std::string series;         // empty: every scan run
   std::string title = "mitmwatch report";
   std::string figure_prefix;  // for Markdown's image links
+  bool compare = false;       // add the vantages compared
 };
 
 tl::expected<Report, store::Error> build_report(store::Store& s, const tls::TrustStore& trust,

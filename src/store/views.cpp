@@ -164,6 +164,58 @@ tl::expected<Json, Error> issuers(Store& s) {
               {"issuer", "records", "first_ms", "last_ms"});
 }
 
+tl::expected<Json, Error> compare_vantages(Store& s, int list_limit) {
+  auto per = rows(s,
+                  "SELECT r.vantage, sum(t.records), sum(t.records - t.unreachable), sum(t.intercepted), count(DISTINCT r.id) "
+                  "FROM runs r JOIN run_stats t ON t.run_id = r.id WHERE r.command = 'scan' GROUP BY r.vantage ORDER BY 1",
+                  {"vantage", "records", "judged", "intercepted", "runs"});
+  if (!per) return per;
+  for (auto& v : *per) {
+    auto judged = v["judged"].get<int64_t>();
+    v["share"] = judged ? static_cast<double>(v["intercepted"].get<int64_t>()) / judged : 0.0;
+    auto hosts = rows(s,
+                      "SELECT count(*), coalesce(sum(intercepted > 0), 0) FROM target_stats WHERE kind = 'scan' AND vantage = ?1",
+                      {"hosts", "hosts_intercepted"}, [&](Statement& q) { q.bind(1, v["vantage"].get<std::string>()); });
+    if (!hosts) return hosts;
+    v["hosts"] = (*hosts)[0]["hosts"];
+    v["hosts_intercepted"] = (*hosts)[0]["hosts_intercepted"];
+    auto hops = rows(s,
+                     "SELECT rec.injector_hop, count(*) FROM records rec JOIN runs r ON r.id = rec.run_id "
+                     "WHERE rec.kind = 'trace' AND r.vantage = ?1 AND rec.injector_hop IS NOT NULL GROUP BY 1 ORDER BY 1",
+                     {"hop", "traces"}, [&](Statement& q) { q.bind(1, v["vantage"].get<std::string>()); });
+    if (!hops) return hops;
+    v["injector_hops"] = *hops;
+    auto pairs = rows(s,
+                      "SELECT rec.hop_before, rec.hop_after, count(*) FROM records rec JOIN runs r ON r.id = rec.run_id "
+                      "WHERE rec.kind = 'trace' AND r.vantage = ?1 AND rec.hop_after IS NOT NULL GROUP BY 1, 2 "
+                      "ORDER BY 3 DESC LIMIT 10",
+                      {"before", "after", "traces"}, [&](Statement& q) { q.bind(1, v["vantage"].get<std::string>()); });
+    if (!pairs) return pairs;
+    v["hop_pairs"] = *pairs;
+  }
+  Json differences = Json::array();
+  for (const auto& a : *per)
+    for (const auto& b : *per) {
+      if (a["vantage"] == b["vantage"]) continue;
+      auto only = rows(s,
+                       "SELECT x.target FROM target_stats x JOIN target_stats y ON y.target = x.target AND y.kind = x.kind "
+                       "WHERE x.kind = 'scan' AND x.vantage = ?1 AND y.vantage = ?2 AND x.intercepted > 0 AND "
+                       "y.intercepted = 0 AND y.last_verdict != 'unreachable' ORDER BY x.target",
+                       {"target"}, [&](Statement& q) {
+                         q.bind(1, a["vantage"].get<std::string>()).bind(2, b["vantage"].get<std::string>());
+                       });
+      if (!only) return only;
+      Json targets = Json::array();
+      for (const auto& t : *only)
+        if (static_cast<int>(targets.size()) < list_limit) targets.push_back(t["target"]);
+      differences.push_back({{"intercepted_from", a["vantage"]},
+                             {"not_from", b["vantage"]},
+                             {"hosts", only->size()},
+                             {"examples", std::move(targets)}});
+    }
+  return Json{{"vantages", *per}, {"intercepted_from_one_not_the_other", std::move(differences)}};
+}
+
 tl::expected<Json, Error> cert_pair(Store& s, int64_t record_id, const tls::TrustStore& trust,
                                     const certs::InterceptorRegistry& registry) {
   auto meta = rows(s, "SELECT kind, target, sni, verdict, leaf_sha256, run_id FROM records WHERE id = ?1",

@@ -24,6 +24,11 @@ tl::expected<Json, Error> issuers(Store& s);
 // The real (control) and forged chains of an intercepted record, and their diff.
 tl::expected<Json, Error> cert_pair(Store& s, int64_t record_id, const tls::TrustStore& trust,
                                     const certs::InterceptorRegistry& registry);
+// Vantages side by side (the study's 7 % vs 24 %): per vantage the share of
+// scan records intercepted and hosts intercepted; per ordered pair (A, B) the
+// hosts intercepted from A, measured from B and never intercepted there; per
+// vantage the hops at which traces found the injector.
+tl::expected<Json, Error> compare_vantages(Store& s, int list_limit = 50);
 // The forgery recipes over up to `max_pairs` distinct forged leaves.
 tl::expected<Json, Error> recipes(Store& s, const tls::TrustStore& trust, const certs::InterceptorRegistry& registry,
                                   int max_pairs = 200);

@@ -153,9 +153,9 @@ async function showCertDiff(event) {
 async function refresh() {
   const series = $('#series').value;
   const q = series ? `?series=${encodeURIComponent(series)}` : '';
-  const [overview, points, events, domains, servers, hops, issuers] = await Promise.all([
+  const [overview, points, events, domains, servers, hops, issuers, compare] = await Promise.all([
     api('/api/overview'), api(`/api/series${q}`), api(`/api/events${q}`), api('/api/domains'), api('/api/servers'),
-    api('/api/hops'), api('/api/issuers'),
+    api('/api/hops'), api('/api/issuers'), api('/api/compare'),
   ]);
   $('#overview').textContent = `${overview.runs} runs · ${overview.records} records · ${overview.certificates} certificates · ${overview.events} events · vantages: ${overview.vantages.join(', ') || 'none'}`;
   const select = $('#series');
@@ -175,6 +175,10 @@ async function refresh() {
     tr.title = 'Show the real and forged certificates';
     tr.addEventListener('click', () => showCertDiff(e));
   });
+  fillTable('vantages', compare.vantages, (v) => [v.vantage, v.runs, pct(v.share), `${v.hosts_intercepted} of ${v.hosts}`,
+    v.injector_hops.map((h) => `${h.hop} (${h.traces})`).join(', ') || '-']);
+  fillTable('vantage-diff', compare.intercepted_from_one_not_the_other,
+    (d) => [d.intercepted_from, d.not_from, d.hosts, d.examples.slice(0, 5).join(', ')]);
   fillTable('domains', domains, (d) => [d.sni, d.vantage, d.records, d.intercepted, pct(d.share)]);
   fillTable('servers', servers, (s) => [s.target, s.vantage, s.records, s.intercepted, s.last_verdict]);
   fillTable('hops', hops, (h) => [h.before, h.after, h.count, pct(h.share)]);

@@ -93,6 +93,10 @@ attach = 4
   const hops = await page.locator('#hops tbody tr').count();
   assert.equal(hops, 1, 'one injection hop pair');
 
+  // The vantage table: one vantage, all ten hosts intercepted, the injector at hop 3.
+  const vantage = await page.locator('#vantages tbody tr td').allTextContents();
+  assert.deepEqual(vantage, ['outside', '7', '71.4 %', '10 of 10', '3 (20)']);
+
   // The events, and a click opens the certificate diff.
   const rows = page.locator('tr[data-testid="event-row"]');
   assert.equal(await rows.count(), 2);
