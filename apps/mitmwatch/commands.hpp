@@ -20,6 +20,7 @@ Action add_pcap_command(CLI::App& app);
 Action add_fpserver_command(CLI::App& app);
 Action add_import_command(CLI::App& app);
 Action add_monitor_command(CLI::App& app);
+Action add_atlas_command(CLI::App& app);
 Action add_report_command(CLI::App& app);
 Action add_serve_command(CLI::App& app);
 Action add_runs_command(CLI::App& app);

@@ -33,6 +33,8 @@ int main(int argc, char** argv) {
   actions[report] = mw::app::add_report_command(*report);
   auto* serve = app.add_subcommand("serve", "A local web dashboard over the store");
   actions[serve] = mw::app::add_serve_command(*serve);
+  auto* atlas = app.add_subcommand("atlas", "RIPE Atlas sslcert: measurement definitions out, results in as scan records");
+  actions[atlas] = mw::app::add_atlas_command(*atlas);
   auto* import = app.add_subcommand("import", "Load JSON Lines files into the store (idempotent)");
   actions[import] = mw::app::add_import_command(*import);
   auto* runs = app.add_subcommand("runs", "List the runs in the store");
