@@ -350,3 +350,17 @@ TEST_F(StoreTest, TheReportDrawsWhatTheStoreHolds) {
     EXPECT_EQ(test::read_file(dir_.file(std::string("r-") + fig + ".svg")).rfind("<svg", 0), 0u) << fig;
   }
 }
+
+TEST_F(StoreTest, TheDemoKeepsItsScanInTheStoreToo) {
+  auto db = dir_.file("demo.db");
+  auto r = test::run_mitmwatch({"demo", "-o", dir_.file("demo.jsonl"), "--db", db, "--vantage", "demo"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto written = records_of(dir_.file("demo.jsonl"));
+  auto runs = store::Store::open_read_only(db).value().runs().value();
+  ASSERT_EQ(runs.size(), 1u);
+  EXPECT_EQ(runs[0].command, "scan");
+  EXPECT_EQ(runs[0].vantage, "demo");
+  EXPECT_EQ(runs[0].status, "complete");
+  EXPECT_EQ(runs[0].records, static_cast<int64_t>(written.size()));
+  EXPECT_EQ(as_set(exported(db, runs[0].id)), as_set(written));
+}

@@ -5,6 +5,7 @@
 #include "cli/progress.hpp"
 #include "cli/scan_summary.hpp"
 #include "commands.hpp"
+#include "target_input.hpp"
 #include "drivers/scan.hpp"
 #include "io/jsonl.hpp"
 #include "lab/stand_in.hpp"
@@ -16,9 +17,9 @@
 namespace mw::app {
 namespace {
 
-struct DemoFlags {
+struct DemoFlags : OutputFlags {
+  DemoFlags() { output = "mitmwatch-demo.jsonl"; }
   int servers = 40;
-  std::string output = "mitmwatch-demo.jsonl";
   std::vector<std::string> snis = {"facebook.com", "google.com"};
 };
 
@@ -111,7 +112,7 @@ int run_demo(const DemoFlags& f) {
   options.connect_timeout = std::chrono::milliseconds(2000);
   options.handshake_timeout = std::chrono::milliseconds(3000);
 
-  auto out = io::JsonlWriter::open(f.output, false);
+  auto out = store::RecordSink::open(sink_options(f, "scan"));  // the demo's records are a scan's
   if (!out) throw std::runtime_error(out.error());
   net::TargetFilter filter;
   filter.allow_reserved = true;
@@ -132,6 +133,7 @@ int run_demo(const DemoFlags& f) {
   auto stats = drivers::Scanner(options, *profile, trust, registry).run(stream, hooks);
   bar.finish();
   (*server)->stop();
+  if (auto ok = out->finish(true); !ok) throw std::runtime_error(ok.error());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   summary.print(stdout, stats.targets, secs, stats.handshakes);
   if (!example.is_null()) print_leaf_pair(example);
@@ -156,6 +158,7 @@ Action add_demo_command(CLI::App& app) {
   app.add_option("--servers", f->servers, "How many local sites")->capture_default_str();
   app.add_option("-o,--output", f->output, "Where to write the scan records")->capture_default_str();
   app.add_option("--sni", f->snis, "Test SNIs")->delimiter(',')->allow_extra_args(false)->capture_default_str();
+  add_store_options(app, *f);
   return [f] { return run_demo(*f); };
 }
 
