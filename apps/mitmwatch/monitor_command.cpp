@@ -10,7 +10,6 @@
 #include "monitor/changes.hpp"
 #include "target_input.hpp"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -121,10 +120,6 @@ std::vector<std::string> trace_args_of(const std::vector<std::string>& scan_args
   return out;
 }
 
-std::string stamp(int64_t ms) {
-  return fmt::format("{:%Y-%m-%dT%H:%M:%S}Z", fmt::gmtime(static_cast<time_t>(ms / 1000)));
-}
-
 int run_monitor(const MonitorFlags& f) {
   auto every = io::parse_duration(f.every);
   if (!every) throw UsageError("--every " + every.error());
@@ -226,7 +221,7 @@ int run_monitor(const MonitorFlags& f) {
 
     auto changes = monitor::detect(*history, *summary, thresholds);
     if (!f.quiet)
-      fmt::print(stderr, "[{}] round {}: {} of {} intercepted ({:.1f} %){}\n", stamp(started), round + 1,
+      fmt::print(stderr, "[{}] round {}: {} of {} intercepted ({:.1f} %){}\n", io::utc_time(started), round + 1,
                  summary->intercepted, summary->judged, 100 * summary->share(),
                  changes.empty() ? "" : fmt::format(", {} event{}", changes.size(), changes.size() == 1 ? "" : "s"));
     for (auto& c : changes) {
@@ -244,7 +239,7 @@ int run_monitor(const MonitorFlags& f) {
       nlohmann::ordered_json j{{"schema", "mitmwatch.event/1"}, {"id", *id},           {"series", f.name},
                                {"vantage", vantage},             {"at_ms", started},   {"type", c.type},
                                {"subject", c.subject},           {"run_id", *scan_run}, {"details", e.details}};
-      fmt::print(stderr, "[{}] event {}: {}\n", stamp(started), c.type, c.subject);
+      fmt::print(stderr, "[{}] event {}: {}\n", io::utc_time(started), c.type, c.subject);
       if (event_log) (void)event_log->write(j);
       if (!f.on_change.empty()) {
         int hook = run_child({"/bin/sh", "-c", f.on_change}, j.dump() + "\n",

@@ -1,6 +1,7 @@
 // import, runs, export: moving records between JSON Lines and the store.
 #include "cli/progress.hpp"
 #include "commands.hpp"
+#include "io/duration.hpp"
 #include "io/jsonl.hpp"
 #include "store/import.hpp"
 #include "target_input.hpp"
@@ -62,13 +63,7 @@ struct RunsFlags {
 };
 
 std::string iso_time(std::optional<int64_t> ms) {
-  if (!ms) return "-";
-  time_t t = static_cast<time_t>(*ms / 1000);
-  struct tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return ms ? io::utc_time(*ms) : "-";
 }
 
 int run_runs(const RunsFlags& f) {

@@ -86,7 +86,7 @@ extern "C" void on_serve_signal(int) {
 }
 
 int run_serve(const ViewFlags& f) {
-  if (!store::Store::open_read_only(f.db)) throw UsageError("--db " + store::Store::open_read_only(f.db).error());
+  if (auto st = store::Store::open_read_only(f.db); !st) throw UsageError("--db " + st.error());
   if (!std::filesystem::exists(std::filesystem::path(f.web_root) / "index.html"))
     throw UsageError("--web-root " + f.web_root +
                      ": no index.html; the front end is built by scripts/install-deps (cd web && npm ci && npm run build)");

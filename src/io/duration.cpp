@@ -1,5 +1,8 @@
 #include "io/duration.hpp"
 
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
 #include <cctype>
 #include <charconv>
 #include <cmath>
@@ -43,6 +46,11 @@ std::string format_duration(std::chrono::milliseconds d) {
   if (ms % 60'000 == 0 && ms) return std::to_string(ms / 60'000) + "m";
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
+}
+
+std::string utc_time(int64_t unix_ms, char separator) {
+  auto t = fmt::gmtime(static_cast<time_t>(unix_ms / 1000));
+  return fmt::format("{:%Y-%m-%d}{}{:%H:%M:%S}Z", t, separator, t);
 }
 
 }  // namespace mw::io

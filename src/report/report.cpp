@@ -1,8 +1,8 @@
 #include "report/report.hpp"
 
+#include "io/duration.hpp"
 #include "report/svg.hpp"
 
-#include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <map>
@@ -14,7 +14,7 @@ using store::Json;
 
 std::string when(const Json& ms) {
   if (!ms.is_number()) return "-";
-  return fmt::format("{:%Y-%m-%d %H:%M:%S}Z", fmt::gmtime(static_cast<time_t>(ms.get<int64_t>() / 1000)));
+  return io::utc_time(ms.get<int64_t>(), ' ');
 }
 
 // A table in both forms, from rows of cells.

@@ -20,14 +20,16 @@ tl::expected<ImportStats, Error> import_jsonl(Store& store, const std::string& p
   std::optional<Transaction> tx;
   size_t pending = 0;
   uint64_t bytes = 0;
-  char* buf = nullptr;
-  size_t cap = 0;
-  std::unique_ptr<char, void (*)(void*)> owned(nullptr, &std::free);
+  // getline(3) grows one buffer across lines; freed however the loop ends.
+  struct LineBuffer {
+    char* data = nullptr;
+    size_t capacity = 0;
+    ~LineBuffer() { std::free(data); }
+  } line_buffer;
   for (;;) {
-    ssize_t n = getline(&buf, &cap, in.get());
-    owned.release();
-    owned.reset(buf);
+    ssize_t n = getline(&line_buffer.data, &line_buffer.capacity, in.get());
     if (n < 0) break;
+    const char* buf = line_buffer.data;
     bytes += static_cast<uint64_t>(n);
     if (buf[n - 1] != '\n') {  // a killed writer's torn line: not a record
       stats.torn_last_line = true;
@@ -39,9 +41,9 @@ tl::expected<ImportStats, Error> import_jsonl(Store& store, const std::string& p
     auto record = Json::parse(line, nullptr, false);
     auto where = [&](const std::string& what) { return fmt::format("{}:{}: {}", path, stats.lines, what); };
     if (record.is_discarded()) return tl::unexpected(where("not JSON"));
-    if (auto ix = index_record(record); !ix) {
-      return tl::unexpected(where(ix.error()));
-    } else if (!run) {
+    if (!run) {  // the first record names the run (add_record checks every later one)
+      auto ix = index_record(record);
+      if (!ix) return tl::unexpected(where(ix.error()));
       if (info.command.empty()) info.command = ix->kind;
       auto id = store.begin_run(run_uid_of_first_record(record), info);
       if (!id) return tl::unexpected(id.error());

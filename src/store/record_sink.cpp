@@ -44,9 +44,12 @@ tl::expected<void, Error> RecordSink::write(const nlohmann::ordered_json& record
 }
 
 tl::expected<void, Error> RecordSink::write(const nlohmann::json& record) {
-  if (auto ok = file_->write(record); !ok) return ok;
-  if (writer_) return writer_->add(nlohmann::ordered_json::parse(record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)));
-  return {};
+  // One dump serves both: the file's line, and the store's ordered copy parsed from it.
+  auto line = record.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  if (!writer_) return file_->write_line(std::move(line));
+  auto ordered = nlohmann::ordered_json::parse(line);
+  if (auto ok = file_->write_line(std::move(line)); !ok) return ok;
+  return writer_->add(ordered);
 }
 
 tl::expected<void, Error> RecordSink::write_plain_line(std::string line) { return file_->write_line(std::move(line)); }

@@ -282,9 +282,9 @@ tl::expected<int64_t, Error> Store::begin_run(const std::string& uid, const RunI
   if (*row) {
     int64_t id = find->int64(0);
     // Resumed: running again until finish_run says otherwise.
-    auto again = db_.prepare("UPDATE runs SET status = 'running' WHERE id = ?1 AND ?2 != 'import'");
+    auto again = db_.prepare("UPDATE runs SET status = 'running' WHERE id = ?1");
     if (!again) return tl::unexpected(again.error());
-    again->bind(1, id).bind(2, std::string_view(info.command));
+    again->bind(1, id);
     if (auto ok = again->run(); !ok) return tl::unexpected(ok.error());
     return id;
   }
