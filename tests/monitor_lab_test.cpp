@@ -3,7 +3,7 @@
 // reported in the first round after it, and steady rounds must report nothing.
 // Skipped when not root.
 #include "store/store.hpp"
-#include "support/support.hpp"
+#include "support/lab_session.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -17,8 +17,6 @@
 using namespace mw;
 
 namespace {
-
-std::string lab_name() { return "x" + std::to_string(getpid() % 100000); }
 
 constexpr const char* kOneVantage = R"(
 routers = 4
@@ -34,52 +32,28 @@ untrusted = 0
 attach = 4
 )";
 
-class MonitorLab {
+// A one-vantage lab, and monitor runs from its outside vantage into m.db.
+class MonitorLab : public test::LabSession {
  public:
-  explicit MonitorLab(const std::string& topology = kOneVantage) : name_(lab_name()) {
-    test::write_file(dir_.file("lab.toml"), "name = \"" + name_ + "\"" + topology);
-    auto r = test::run_mitmwatch({"lab", "up", "--config", dir_.file("lab.toml")}, "", std::chrono::seconds(120));
-    up_ = r.exit_code == 0;
-    log_ = r.err;
-  }
-  ~MonitorLab() { test::run_mitmwatch({"lab", "down", "--name", name_}); }
-  bool up() const { return up_; }
-  const std::string& log() const { return log_; }
-  const std::string& name() const { return name_; }
-  test::TempDir& dir() { return dir_; }
-
-  // `mitmwatch ARGS...` run from a vantage.
-  test::RunResult in(const std::string& vantage, std::vector<std::string> args) {
-    std::vector<std::string> full{"lab", "exec", "--name", name_, vantage, "--", MW_BINARY};
-    full.insert(full.end(), args.begin(), args.end());
-    return test::run_mitmwatch(full, "", std::chrono::seconds(180));
-  }
-  std::string ca() const { return "/run/mitmwatch-lab/" + name_ + "/public-root.pem"; }
+  MonitorLab() : LabSession(kOneVantage) {}
 
   test::RunResult monitor(std::vector<std::string> flags, const std::string& targets) {
-    std::vector<std::string> args{"lab", "exec", "--name", name_, "outside", "--", MW_BINARY, "monitor",
-                                  "--db", dir_.file("m.db"), "--vantage", "outside", "--name", "lab"};
+    std::vector<std::string> args{"monitor", "--db", dir().file("m.db"), "--vantage", "outside", "--name", "lab"};
     args.insert(args.end(), flags.begin(), flags.end());
     for (const char* a : {"--", "--allow-private", "--sni", "facebook.com", "--handshake-timeout", "3", "-i"})
       args.push_back(a);
     args.push_back(targets);
     args.push_back("--ca-file");
-    args.push_back("/run/mitmwatch-lab/" + name_ + "/public-root.pem");
-    return test::run_mitmwatch(args, "", std::chrono::seconds(180));
+    args.push_back(ca());
+    return in("outside", args);
   }
 
   std::string targets_file(int n) {
     std::string lines;
     for (int i = 1; i <= n; ++i) lines += "10.71.0." + std::to_string(i) + ":443\n";
-    test::write_file(dir_.file("targets.txt"), lines);
-    return dir_.file("targets.txt");
+    test::write_file(dir().file("targets.txt"), lines);
+    return dir().file("targets.txt");
   }
-
- private:
-  test::TempDir dir_;
-  std::string name_;
-  bool up_ = false;
-  std::string log_;
 };
 
 class MonitorLabTest : public ::testing::Test {
@@ -174,89 +148,4 @@ TEST_F(MonitorLabTest, ATraceLocatesWhatBecameInterceptedAndARestartKeepsItsBase
   auto events = test::parse_lines(test::read_file(lab.dir().file("ev.jsonl")));
   ASSERT_EQ(events.size(), 1u) << off.err;
   EXPECT_EQ(events[0]["type"], "interception-stopped");
-}
-
-// Two vantages on either side of the device, each with servers it reaches
-// across it: the comparison must say which hosts each saw forged.
-TEST_F(MonitorLabTest, TheVantageComparisonIsTheLabsTruth) {
-  MonitorLab lab(R"(
-routers = 4
-device_after = 2
-[[vantages]]
-name = "outside"
-attach = 1
-[[vantages]]
-name = "inside"
-attach = 4
-[[prefixes]]
-name = "core"
-cidr = "10.71.0.0/24"
-servers = 6
-untrusted = 0
-attach = 4
-via_device = true
-[[prefixes]]
-name = "metro"
-cidr = "10.71.1.0/24"
-servers = 4
-untrusted = 0
-attach = 1
-via_device = true
-)");
-  ASSERT_TRUE(lab.up()) << lab.log();
-  std::string targets;
-  std::set<std::string> core, metro;
-  for (int i = 1; i <= 6; ++i) core.insert("10.71.0." + std::to_string(i) + ":443");
-  for (int i = 1; i <= 4; ++i) metro.insert("10.71.1." + std::to_string(i) + ":443");
-  for (const auto& t : core) targets += t + "\n";
-  for (const auto& t : metro) targets += t + "\n";
-  test::write_file(lab.dir().file("targets.txt"), targets);
-  auto db = lab.dir().file("c.db");
-  for (const char* v : {"outside", "inside"}) {
-    auto scan_out = lab.dir().file(std::string(v) + ".jsonl");
-    auto s = lab.in(v, {"scan", "--allow-private", "--quiet", "--ca-file", lab.ca(), "--sni", "facebook.com", "-i",
-                        lab.dir().file("targets.txt"), "-o", scan_out, "--db", db, "--vantage", v});
-    ASSERT_EQ(s.exit_code, 0) << s.err;
-    auto t = lab.in(v, {"trace", "--allow-private", "--quiet", "--ca-file", lab.ca(), "--from-scan", scan_out, "-o",
-                        lab.dir().file(std::string(v) + "-trace.jsonl"), "--db", db, "--vantage", v});
-    ASSERT_EQ(t.exit_code, 0) << t.err;
-  }
-  auto out = lab.dir().file("compare.json");
-  auto r = test::run_mitmwatch({"report", "--compare", "--db", db, "--ca-file", lab.ca(), "-o", out});
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  auto c = nlohmann::json::parse(test::read_file(out))["compare"];
-  std::map<std::string, nlohmann::json> by;
-  for (const auto& v : c["vantages"]) by[v["vantage"]] = v;
-  ASSERT_EQ(by.size(), 2u);
-  EXPECT_EQ(by["outside"]["hosts_intercepted"], 6);
-  EXPECT_EQ(by["inside"]["hosts_intercepted"], 4);
-  EXPECT_DOUBLE_EQ(by["outside"]["share"].get<double>(), 0.6);
-  EXPECT_DOUBLE_EQ(by["inside"]["share"].get<double>(), 0.4);
-  std::map<std::string, std::set<std::string>> only;
-  for (const auto& d : c["intercepted_from_one_not_the_other"]) {
-    std::set<std::string> hosts;
-    for (const auto& e : d["examples"]) hosts.insert(e.get<std::string>());
-    EXPECT_EQ(d["hosts"].get<size_t>(), hosts.size());
-    only[d["intercepted_from"].get<std::string>() + ">" + d["not_from"].get<std::string>()] = hosts;
-  }
-  EXPECT_EQ(only["outside>inside"], core);
-  EXPECT_EQ(only["inside>outside"], metro);
-  // Each vantage's traces put the injector at one hop, between different routers.
-  ASSERT_EQ(by["outside"]["injector_hops"].size(), 1u);
-  EXPECT_EQ(by["outside"]["injector_hops"][0]["traces"], 6);
-  ASSERT_EQ(by["inside"]["injector_hops"].size(), 1u);
-  EXPECT_EQ(by["inside"]["injector_hops"][0]["traces"], 4);
-  ASSERT_EQ(by["outside"]["hop_pairs"].size(), 1u);
-  ASSERT_EQ(by["inside"]["hop_pairs"].size(), 1u);
-  EXPECT_NE(by["outside"]["hop_pairs"][0]["before"], by["inside"]["hop_pairs"][0]["before"]);
-  EXPECT_EQ(by["outside"]["injector_hops"][0]["hop"], 3) << "r1, r2, then the device";
-  EXPECT_EQ(by["inside"]["injector_hops"][0]["hop"], 3) << "r4, r3, then the device";
-
-  // The HTML report shows it too.
-  auto html_r = test::run_mitmwatch({"report", "--compare", "--db", db, "--ca-file", lab.ca(), "-o", lab.dir().file("c.html")});
-  ASSERT_EQ(html_r.exit_code, 0) << html_r.err;
-  auto html = test::read_file(lab.dir().file("c.html"));
-  EXPECT_NE(html.find("<h2>Vantages compared</h2>"), std::string::npos);
-  EXPECT_NE(html.find("<td>outside</td><td>inside</td><td>6</td>"), std::string::npos);
-  EXPECT_NE(html.find("<td>inside</td><td>outside</td><td>4</td>"), std::string::npos);
 }

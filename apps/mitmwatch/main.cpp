@@ -41,6 +41,10 @@ int main(int argc, char** argv) {
   actions[runs] = mw::app::add_runs_command(*runs);
   auto* exp = app.add_subcommand("export", "Write a stored run's records as JSON Lines");
   actions[exp] = mw::app::add_export_command(*exp);
+  auto* campaign = app.add_subcommand("campaign", "Many vantages, one store: a target list x SNIs x vantages as jobs for agents");
+  actions[campaign] = mw::app::add_campaign_command(*campaign);
+  auto* agent = app.add_subcommand("agent", "Claim and run a vantage's campaign jobs, storing each job's records once");
+  actions[agent] = mw::app::add_agent_command(*agent);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

@@ -3,6 +3,7 @@
 // handed to a hook). A round is this same program's `scan` (and `trace`), run
 // as a child: every scan flag works, a crash costs one round, and each round
 // leaves its JSONL file like any scan.
+#include "cli/child_process.hpp"
 #include "cli/progress.hpp"
 #include "commands.hpp"
 #include "io/duration.hpp"
@@ -51,47 +52,6 @@ int64_t now_ms() {
       .count();
 }
 
-// Runs argv with stdin from `input` (none when empty); its exit code, -signal
-// when killed, or -1 when it could not start. Killed after `limit`.
-int run_child(const std::vector<std::string>& argv, const std::string& input, std::chrono::milliseconds limit) {
-  int in_pipe[2] = {-1, -1};
-  if (pipe2(in_pipe, O_CLOEXEC) != 0) return -1;
-  pid_t pid = fork();
-  if (pid < 0) return -1;
-  if (pid == 0) {
-    dup2(in_pipe[0], STDIN_FILENO);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(in_pipe[0]);
-  std::signal(SIGPIPE, SIG_IGN);
-  size_t off = 0;
-  while (off < input.size()) {
-    ssize_t n = write(in_pipe[1], input.data() + off, input.size() - off);
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
-  close(in_pipe[1]);
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  int status = 0;
-  for (;;) {
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return -WTERMSIG(status);
-  return -1;
-}
-
 std::optional<int64_t> run_of_file(store::Store& st, const std::string& path) {
   std::ifstream in(path);
   std::string first;
@@ -104,20 +64,6 @@ std::optional<int64_t> run_of_file(store::Store& st, const std::string& path) {
   auto row = q->step();
   if (!row || !*row) return std::nullopt;
   return q->int64(0);
-}
-
-// Trace wants what scan wants to reach and trust the targets.
-std::vector<std::string> trace_args_of(const std::vector<std::string>& scan_args) {
-  std::vector<std::string> out;
-  for (size_t i = 0; i < scan_args.size(); ++i) {
-    const auto& a = scan_args[i];
-    if (a == "--allow-private") out.push_back(a);
-    if ((a == "--ca-file" || a == "--ca-dir" || a == "--control" || a == "--interceptors") && i + 1 < scan_args.size()) {
-      out.push_back(a);
-      out.push_back(scan_args[i + 1]);
-    }
-  }
-  return out;
 }
 
 int run_monitor(const MonitorFlags& f) {
@@ -135,7 +81,7 @@ int run_monitor(const MonitorFlags& f) {
   auto st = store::Store::open(f.db);
   if (!st) throw std::runtime_error("--db " + st.error());
   std::string vantage = f.vantage.empty() ? store::host_name() : f.vantage;
-  std::string dir = f.out_dir.empty() ? (std::filesystem::path(f.db).parent_path() / ("monitor-" + f.name)).string()
+  std::string dir = f.out_dir.empty() ? (std::filesystem::path(store::files_dir_of(f.db)) / ("monitor-" + f.name)).string()
                                       : f.out_dir;
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
@@ -174,7 +120,7 @@ int run_monitor(const MonitorFlags& f) {
     scan.insert(scan.end(), f.scan_args.begin(), f.scan_args.end());
     for (const char* a : {"--quiet", "--db"}) scan.push_back(a);
     scan.insert(scan.end(), {f.db, "--vantage", vantage, "--series", f.name, "-o", file});
-    int rc = run_child(scan, "", std::chrono::hours(24));
+    int rc = cli::run_child(scan);
     auto scan_run = run_of_file(*st, file);
     if (rc != 0 || !scan_run) {
       ++failures;
@@ -208,9 +154,11 @@ int run_monitor(const MonitorFlags& f) {
         std::string traced = fmt::format("{}/trace-{}-{}.jsonl", dir, started, round + 1);
         std::vector<std::string> trace{self, "trace", "--from-scan", fresh, "--quiet", "--db", f.db, "--vantage",
                                        vantage,  "--series", f.name, "-o", traced};
-        auto extra = trace_args_of(f.scan_args);
+        auto extra = cli::trace_args_of(f.scan_args);
         trace.insert(trace.end(), extra.begin(), extra.end());
-        if (int trc = run_child(trace, "", std::chrono::hours(6)); trc != 0)
+        cli::ChildOptions bounded;
+        bounded.limit = std::chrono::hours(6);
+        if (int trc = cli::run_child(trace, bounded); trc != 0)
           fmt::print(stderr, "monitor: round {}: the trace exited {}\n", round + 1, trc);
         trace_run = run_of_file(*st, traced);
         if (trace_run) summary = monitor::summarize_round(*st, *scan_run, trace_run);
@@ -242,8 +190,10 @@ int run_monitor(const MonitorFlags& f) {
       fmt::print(stderr, "[{}] event {}: {}\n", io::utc_time(started), c.type, c.subject);
       if (event_log) (void)event_log->write(j);
       if (!f.on_change.empty()) {
-        int hook = run_child({"/bin/sh", "-c", f.on_change}, j.dump() + "\n",
-                             std::chrono::milliseconds(static_cast<int64_t>(f.hook_timeout * 1000)));
+        cli::ChildOptions hook_options;
+        hook_options.input = j.dump() + "\n";
+        hook_options.limit = std::chrono::milliseconds(static_cast<int64_t>(f.hook_timeout * 1000));
+        int hook = cli::run_child({"/bin/sh", "-c", f.on_change}, hook_options);
         if (hook != 0) fmt::print(stderr, "monitor: --on-change exited {} for event {}\n", hook, *id);
       }
     }
@@ -280,7 +230,7 @@ Exit codes: 0 done (--rounds reached), 1 stopped by a signal or a failure, 2 bad
   app.add_option("--every", f->every, "Time between round starts: 90s, 10m, 1h")->capture_default_str();
   app.add_option("--rounds", f->rounds, "Stop after N rounds (0: until stopped)")->capture_default_str();
   app.add_option("--name", f->name, "The series: rounds of one name are compared with each other")->capture_default_str();
-  app.add_option("--db", f->db, "The store")->capture_default_str();
+  add_store_flag(app, f->db);
   app.add_option("--vantage", f->vantage, "Where this runs from (default: the host name)");
   app.add_option("--out-dir", f->out_dir, "Where rounds' JSONL files go (default: monitor-NAME beside the store)");
   app.add_flag("--trace", f->trace, "Trace the targets that became intercepted (root or CAP_NET_RAW)");

@@ -131,7 +131,7 @@ Examples:
   mitmwatch import --db study.db --vantage kz-vps-1 scans/*.jsonl
   mitmwatch runs --db study.db)");
   app.add_option("files", f->files, "JSON Lines files ('-': stdin)")->required()->check(CLI::ExistingFile | CLI::IsMember({"-"}));
-  app.add_option("--db", f->db, "The store (default: $MITMWATCH_DB or under the user's data dir)")->capture_default_str();
+  add_store_flag(app, f->db);
   app.add_option("--vantage", f->vantage, "Where the records were measured from (default: this host's name)");
   app.add_flag("-q,--quiet", f->quiet, "No progress bar or counts");
   return [f] { return run_import(*f); };
@@ -139,7 +139,7 @@ Examples:
 
 Action add_runs_command(CLI::App& app) {
   auto f = std::make_shared<RunsFlags>();
-  app.add_option("--db", f->db, "The store")->capture_default_str();
+  add_store_flag(app, f->db);
   app.add_option("--command", f->command, "Only runs of this command (scan, trace, sweep, monitor, ...)");
   app.add_option("--series", f->series, "Only the rounds of this monitor");
   app.add_flag("--json", f->json, "JSON Lines instead of a table");
@@ -151,7 +151,7 @@ Action add_export_command(CLI::App& app) {
   app.footer("Writes the records of runs as they were written, chains included.\n\nExample:\n"
              "  mitmwatch export --run 3 | jq -r 'select(.verdict==\"intercepted\") | .target'");
   app.add_option("--run", f->runs, "Run id (see mitmwatch runs); repeatable")->required();
-  app.add_option("--db", f->db, "The store")->capture_default_str();
+  add_store_flag(app, f->db);
   app.add_option("-o,--output", f->output, "Write to FILE (default: stdout)");
   return [f] { return run_export(*f); };
 }

@@ -61,9 +61,15 @@ void add_store_options(CLI::App& app, OutputFlags& f) {
 void add_db_option(CLI::App& app, std::string& db, const std::string& what) {
   app.add_option_function<std::string>(
          "--db", [&db](const std::string& v) { db = v.empty() ? store::default_db_path() : v; },
-         what + " (--db alone: " + store::default_db_path() + "; $MITMWATCH_DB overrides)")
+         what + " (--db alone: " + store::default_db_path() + "; $MITMWATCH_DB overrides; a postgresql:// URL for a shared store)")
       ->expected(0, 1)
-      ->type_name("[=PATH]");
+      ->type_name("[=PATH|URL]");
+}
+
+void add_store_flag(CLI::App& app, std::string& db) {
+  app.add_option("--db", db, "The store: a SQLite file, or a postgresql:// URL (libpq's syntax); $MITMWATCH_DB sets the default")
+      ->capture_default_str()
+      ->type_name("PATH|URL");
 }
 
 std::string self_exe() {

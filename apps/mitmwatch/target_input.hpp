@@ -55,6 +55,8 @@ store::SinkOptions sink_options(const OutputFlags& f, const std::string& command
 void add_store_options(CLI::App& app, OutputFlags& f);
 // Adds --db[=PATH] to `app`: `db` gets PATH, or the default store without one.
 void add_db_option(CLI::App& app, std::string& db, const std::string& what);
+// Adds --db STORE to a command that works on the store (default: `db` as set).
+void add_store_flag(CLI::App& app, std::string& db);
 // This program's own path, to run itself (in namespaces, as a monitor's rounds).
 std::string self_exe();
 // The command line of this process, for the store's runs table.

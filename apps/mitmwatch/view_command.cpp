@@ -152,7 +152,7 @@ int run_serve(const ViewFlags& f) {
 }
 
 void add_view_options(CLI::App& app, ViewFlags& f) {
-  app.add_option("--db", f.db, "The store")->capture_default_str();
+  add_store_flag(app, f.db);
   app.add_option("--ca-file", f.ca_file, "Root store for the certificate diffs (default: the system's)");
   app.add_option("--interceptors", f.interceptors, "Registry of known interception roots (default: built in)");
 }

@@ -10,16 +10,32 @@
 namespace mw::store {
 
 tl::expected<ImportStats, Error> import_jsonl(Store& store, const std::string& path, RunInfo info,
-                                              const std::function<void(uint64_t)>& progress, size_t batch) {
+                                              const std::function<void(uint64_t)>& progress, size_t batch,
+                                              WriteTransaction* within) {
   std::unique_ptr<FILE, int (*)(FILE*)> in(path == "-" ? fdopen(dup(0), "r") : std::fopen(path.c_str(), "r"),
                                            &std::fclose);
   if (!in) return tl::unexpected(fmt::format("{}: {}", path, std::strerror(errno)));
   if (info.source.empty()) info.source = path;
   ImportStats stats;
   std::optional<int64_t> run;
-  std::optional<Transaction> tx;
+  std::optional<WriteTransaction> own;
+  WriteTransaction* tx = within;
   size_t pending = 0;
   uint64_t bytes = 0;
+  // A batch is committed on its own, or flushed into the caller's transaction.
+  auto end_batch = [&]() -> tl::expected<void, Error> {
+    if (!tx) return {};
+    auto written = own ? tx->commit() : tx->flush();
+    if (!written) return tl::unexpected(written.error());
+    stats.added += written->added;
+    stats.already += written->already;
+    if (own) {
+      own.reset();
+      tx = nullptr;
+    }
+    pending = 0;
+    return {};
+  };
   // getline(3) grows one buffer across lines; freed however the loop ends.
   struct LineBuffer {
     char* data = nullptr;
@@ -52,22 +68,18 @@ tl::expected<ImportStats, Error> import_jsonl(Store& store, const std::string& p
     if (!tx) {
       auto t = store.transaction();
       if (!t) return tl::unexpected(t.error());
-      tx.emplace(std::move(*t));
+      own.emplace(std::move(*t));
+      tx = &*own;
     }
-    auto added = store.add_record(*run, info.vantage, record);
-    if (!added) return tl::unexpected(where(added.error()));
-    ++(*added ? stats.added : stats.already);
+    if (auto ok = store.add_record(*run, info.vantage, record); !ok) return tl::unexpected(where(ok.error()));
     if (++pending >= batch) {
-      if (auto ok = tx->commit(); !ok) return tl::unexpected(ok.error());
-      tx.reset();
-      pending = 0;
+      if (auto ok = end_batch(); !ok) return tl::unexpected(ok.error());
       if (progress) progress(bytes);
     }
   }
   if (std::ferror(in.get())) return tl::unexpected(fmt::format("{}: read error: {}", path, std::strerror(errno)));
-  if (tx)
-    if (auto ok = tx->commit(); !ok) return tl::unexpected(ok.error());
-  if (run)
+  if (auto ok = end_batch(); !ok) return tl::unexpected(ok.error());
+  if (run && !within)
     if (auto ok = store.finish_run(*run, "imported"); !ok) return tl::unexpected(ok.error());
   if (progress) progress(bytes);
   return stats;

@@ -19,9 +19,12 @@ struct ImportStats {
 
 // `info.command` empty: the kind of the first record. `progress` gets bytes read.
 // A line that is not a mitmwatch record stops the import with an error naming
-// file and line; what came before it is committed.
+// file and line; what came before it is committed, in batches of `batch`.
+// With `within`, everything goes into that open transaction instead (flushed
+// every batch, committed by the caller, the run left for the caller to finish):
+// a fleet agent stores a job's records with the job's completion, or not at all.
 tl::expected<ImportStats, Error> import_jsonl(Store& store, const std::string& path, RunInfo info,
                                               const std::function<void(uint64_t)>& progress = {},
-                                              size_t batch = 5000);
+                                              size_t batch = 5000, WriteTransaction* within = nullptr);
 
 }  // namespace mw::store

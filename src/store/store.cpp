@@ -1,6 +1,7 @@
 #include "store/store.hpp"
 
 #include "certs/x509.hpp"
+#include "store/migrations.hpp"
 
 #include <fmt/format.h>
 #include <openssl/sha.h>
@@ -12,71 +13,6 @@
 
 namespace mw::store {
 namespace {
-
-constexpr int kSchemaVersion = 1;
-
-// Summary tables (run_stats, target_stats, sni_stats, issuer_stats) are kept
-// by the writer in the record's own transaction: always consistent with the
-// records, and a dashboard query touches a few hundred rows, not millions.
-constexpr const char* kSchema = R"sql(
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs(
-  id INTEGER PRIMARY KEY,
-  uid TEXT NOT NULL UNIQUE,
-  command TEXT NOT NULL,
-  vantage TEXT NOT NULL,
-  series TEXT NOT NULL DEFAULT '',
-  source TEXT NOT NULL DEFAULT '',
-  args TEXT NOT NULL DEFAULT '',
-  tool_version TEXT NOT NULL,
-  status TEXT NOT NULL DEFAULT 'running',
-  started_ms INTEGER,
-  ended_ms INTEGER);
-CREATE INDEX IF NOT EXISTS runs_series ON runs(series, started_ms);
-CREATE TABLE IF NOT EXISTS records(
-  id INTEGER PRIMARY KEY,
-  run_id INTEGER NOT NULL REFERENCES runs(id),
-  content_sha256 BLOB NOT NULL,
-  kind TEXT NOT NULL,
-  observed_ms INTEGER,
-  target TEXT, sni TEXT, verdict TEXT,
-  issuer TEXT, leaf_sha256 TEXT, control_leaf_sha256 TEXT,
-  injector_hop INTEGER, hop_before TEXT, hop_after TEXT,
-  body TEXT NOT NULL,
-  UNIQUE(run_id, content_sha256));
-CREATE INDEX IF NOT EXISTS records_target ON records(target, sni);
-CREATE INDEX IF NOT EXISTS records_sni ON records(sni, verdict);
-CREATE INDEX IF NOT EXISTS records_hops ON records(hop_before, hop_after) WHERE kind = 'trace';
-CREATE INDEX IF NOT EXISTS records_forged ON records(leaf_sha256, kind) WHERE leaf_sha256 IS NOT NULL;
-CREATE TABLE IF NOT EXISTS certificates(
-  sha256 TEXT PRIMARY KEY,
-  der BLOB NOT NULL,
-  subject TEXT, issuer TEXT,
-  first_seen_ms INTEGER);
-CREATE TABLE IF NOT EXISTS run_stats(
-  run_id INTEGER PRIMARY KEY REFERENCES runs(id),
-  records INTEGER NOT NULL DEFAULT 0,
-  intercepted INTEGER NOT NULL DEFAULT 0, blocked INTEGER NOT NULL DEFAULT 0,
-  clean INTEGER NOT NULL DEFAULT 0, unreachable INTEGER NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS target_stats(
-  vantage TEXT NOT NULL, kind TEXT NOT NULL, target TEXT NOT NULL,
-  records INTEGER NOT NULL, intercepted INTEGER NOT NULL,
-  last_verdict TEXT, last_ms INTEGER,
-  PRIMARY KEY(vantage, kind, target));
-CREATE TABLE IF NOT EXISTS sni_stats(
-  vantage TEXT NOT NULL, kind TEXT NOT NULL, sni TEXT NOT NULL,
-  records INTEGER NOT NULL, intercepted INTEGER NOT NULL, last_ms INTEGER,
-  PRIMARY KEY(vantage, kind, sni));
-CREATE TABLE IF NOT EXISTS issuer_stats(
-  issuer TEXT PRIMARY KEY, records INTEGER NOT NULL, first_ms INTEGER, last_ms INTEGER);
-CREATE TABLE IF NOT EXISTS events(
-  id INTEGER PRIMARY KEY,
-  run_id INTEGER REFERENCES runs(id),
-  series TEXT NOT NULL, vantage TEXT NOT NULL,
-  at_ms INTEGER NOT NULL, type TEXT NOT NULL, subject TEXT NOT NULL,
-  details TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS events_series ON events(series, at_ms);
-)sql";
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
@@ -177,11 +113,21 @@ std::string host_name() {
   return buf;
 }
 
+std::string default_data_dir() {
+  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/mitmwatch";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : ".") + "/.local/share/mitmwatch";
+}
+
 std::string default_db_path() {
   if (const char* p = std::getenv("MITMWATCH_DB"); p && *p) return p;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/mitmwatch/mitmwatch.db";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : ".") + "/.local/share/mitmwatch/mitmwatch.db";
+  return default_data_dir() + "/mitmwatch.db";
+}
+
+std::string files_dir_of(const std::string& where) {
+  if (Database::is_postgresql_url(where) || where == ":memory:") return default_data_dir();
+  auto dir = std::filesystem::path(where).parent_path().string();
+  return dir.empty() ? "." : dir;
 }
 
 std::string run_uid_of_first_record(const Json& record) {
@@ -189,113 +135,178 @@ std::string run_uid_of_first_record(const Json& record) {
   return "sha256:" + certs::hex(h.data(), h.size());
 }
 
-tl::expected<Store, Error> Store::open(const std::string& path) {
-  if (path != ":memory:") {
-    auto dir = std::filesystem::path(path).parent_path();
+namespace {
+
+// Where add_record stages rows before a flush moves them, set by set, into
+// the store: one COPY (PostgreSQL) or one prepared insert a row (SQLite) into
+// session-private tables, then a few statements that update the summaries
+// and move the rows over. The summaries are thus kept by the same SQL on both
+// backends, in the records' own transaction.
+const std::vector<std::string> kStagedRecordColumns{
+    "seq",        "run_id",       "vantage",     "content_sha256", "kind",         "observed_ms",
+    "observed",   "target",       "sni",         "verdict",        "issuer",       "leaf_sha256",
+    "control_leaf_sha256", "injector_hop", "hop_before", "hop_after", "body"};
+const std::vector<std::string> kStagedCertColumns{"sha256", "der", "subject", "issuer", "first_seen_ms"};
+
+std::string staging_tables(Dialect d) {
+  const char* i = d == Dialect::sqlite ? "INTEGER" : "BIGINT";
+  const char* b = d == Dialect::sqlite ? "BLOB" : "BYTEA";
+  return fmt::format(
+      "CREATE TEMP TABLE IF NOT EXISTS records_in(seq {0}, run_id {0}, vantage TEXT, content_sha256 {1}, kind TEXT, "
+      "observed_ms {0}, observed {0}, target TEXT, sni TEXT, verdict TEXT, issuer TEXT, leaf_sha256 TEXT, "
+      "control_leaf_sha256 TEXT, injector_hop {0}, hop_before TEXT, hop_after TEXT, body TEXT);"
+      "CREATE TEMP TABLE IF NOT EXISTS certs_in(sha256 TEXT, der {1}, subject TEXT, issuer TEXT, first_seen_ms {0})",
+      i, b);
+}
+
+#define MW_COUNT_IF(v) "sum(CASE WHEN verdict = '" v "' THEN 1 ELSE 0 END)"
+#define MW_JUDGED "kind IN ('scan', 'sweep') AND verdict IS NOT NULL"
+// In order. "WHERE true" before ON CONFLICT keeps SQLite's parser from taking
+// ON for a join; ORDER BY makes concurrent PostgreSQL writers lock summary rows
+// in one order, so they wait for each other instead of deadlocking.
+const char* const kMergeSteps[] = {
+    "DELETE FROM records_in WHERE EXISTS (SELECT 1 FROM records r WHERE r.run_id = records_in.run_id AND "
+    "r.content_sha256 = records_in.content_sha256)",
+    "SELECT count(*) FROM records_in",
+    "INSERT INTO certificates(sha256, der, subject, issuer, first_seen_ms) SELECT sha256, der, subject, issuer, "
+    "first_seen_ms FROM certs_in WHERE true ORDER BY sha256 ON CONFLICT(sha256) DO NOTHING",
+    "INSERT INTO run_stats(run_id, records, intercepted, blocked, clean, unreachable) SELECT run_id, count(*), "
+    MW_COUNT_IF("intercepted") ", " MW_COUNT_IF("blocked") ", " MW_COUNT_IF("clean") ", " MW_COUNT_IF("unreachable")
+    " FROM records_in WHERE true GROUP BY run_id ORDER BY run_id ON CONFLICT(run_id) DO UPDATE SET "
+    "records = run_stats.records + excluded.records, intercepted = run_stats.intercepted + excluded.intercepted, "
+    "blocked = run_stats.blocked + excluded.blocked, clean = run_stats.clean + excluded.clean, "
+    "unreachable = run_stats.unreachable + excluded.unreachable",
+    "UPDATE runs SET "
+    "started_ms = CASE WHEN runs.started_ms IS NULL OR span.first_ms < runs.started_ms THEN span.first_ms "
+    "ELSE runs.started_ms END, "
+    "ended_ms = CASE WHEN runs.ended_ms IS NULL OR span.last_ms > runs.ended_ms THEN span.last_ms ELSE runs.ended_ms END "
+    "FROM (SELECT run_id, min(observed) AS first_ms, max(observed) AS last_ms FROM records_in GROUP BY run_id) AS span "
+    "WHERE runs.id = span.run_id",
+    // A target's last verdict is that of its latest record (the later one of a tie).
+    "INSERT INTO target_stats(vantage, kind, target, records, intercepted, last_verdict, last_ms) "
+    "SELECT vantage, kind, target, n, hits, verdict, observed FROM (SELECT vantage, kind, target, verdict, observed, "
+    "count(*) OVER w AS n, " MW_COUNT_IF("intercepted") " OVER w AS hits, "
+    "row_number() OVER (PARTITION BY vantage, kind, target ORDER BY observed DESC, seq DESC) AS pick "
+    "FROM records_in WHERE " MW_JUDGED " AND target IS NOT NULL WINDOW w AS (PARTITION BY vantage, kind, target)) AS t "
+    "WHERE pick = 1 ORDER BY vantage, kind, target ON CONFLICT(vantage, kind, target) DO UPDATE SET "
+    "records = target_stats.records + excluded.records, "
+    "intercepted = target_stats.intercepted + excluded.intercepted, "
+    "last_verdict = CASE WHEN excluded.last_ms >= coalesce(target_stats.last_ms, 0) THEN excluded.last_verdict "
+    "ELSE target_stats.last_verdict END, "
+    "last_ms = CASE WHEN excluded.last_ms > coalesce(target_stats.last_ms, 0) THEN excluded.last_ms "
+    "ELSE target_stats.last_ms END",
+    "INSERT INTO sni_stats(vantage, kind, sni, records, intercepted, last_ms) SELECT vantage, kind, sni, count(*), "
+    MW_COUNT_IF("intercepted") ", max(observed) FROM records_in WHERE " MW_JUDGED " AND sni IS NOT NULL "
+    "GROUP BY vantage, kind, sni ORDER BY vantage, kind, sni ON CONFLICT(vantage, kind, sni) DO UPDATE SET "
+    "records = sni_stats.records + excluded.records, intercepted = sni_stats.intercepted + excluded.intercepted, "
+    "last_ms = CASE WHEN excluded.last_ms > coalesce(sni_stats.last_ms, 0) THEN excluded.last_ms "
+    "ELSE sni_stats.last_ms END",
+    "INSERT INTO issuer_stats(issuer, records, first_ms, last_ms) SELECT issuer, count(*), min(observed), max(observed) "
+    "FROM records_in WHERE issuer IS NOT NULL AND ((" MW_JUDGED ") OR kind = 'trace') GROUP BY issuer ORDER BY issuer "
+    "ON CONFLICT(issuer) DO UPDATE SET records = issuer_stats.records + excluded.records, "
+    "first_ms = CASE WHEN excluded.first_ms < issuer_stats.first_ms THEN excluded.first_ms ELSE issuer_stats.first_ms END, "
+    "last_ms = CASE WHEN excluded.last_ms > issuer_stats.last_ms THEN excluded.last_ms ELSE issuer_stats.last_ms END",
+    "INSERT INTO records(run_id, content_sha256, kind, observed_ms, target, sni, verdict, issuer, leaf_sha256, "
+    "control_leaf_sha256, injector_hop, hop_before, hop_after, body) SELECT run_id, content_sha256, kind, observed_ms, "
+    "target, sni, verdict, issuer, leaf_sha256, control_leaf_sha256, injector_hop, hop_before, hop_after, body "
+    "FROM records_in WHERE true ORDER BY seq ON CONFLICT(run_id, content_sha256) DO NOTHING",
+    "DELETE FROM records_in",
+    "DELETE FROM certs_in",
+};
+#undef MW_COUNT_IF
+#undef MW_JUDGED
+constexpr size_t kCountStep = 1;  // the step whose row is the number of new records
+
+Value opt(const std::optional<std::string>& v) { return v ? Value(*v) : Value(); }
+Value opt(const std::optional<int64_t>& v) { return v ? Value(*v) : Value(); }
+
+}  // namespace
+
+struct Store::Staged {
+  std::vector<Value> records, certs;
+  std::unordered_set<std::string> keys;  // run and content hash: a batch holds a record once
+  uint64_t repeated = 0;
+  int64_t seq = 0;
+};
+
+Store::Store(Database db) : db_(std::move(db)), staged_(std::make_unique<Staged>()) {}
+Store::Store(Store&&) noexcept = default;
+Store::~Store() = default;
+
+tl::expected<Store, Error> Store::open(const std::string& where) {
+  bool pg = Database::is_postgresql_url(where);
+  if (!pg && where != ":memory:") {
+    auto dir = std::filesystem::path(where).parent_path();
     std::error_code ec;
     if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-    if (ec) return tl::unexpected(path + ": cannot create its directory: " + ec.message());
+    if (ec) return tl::unexpected(where + ": cannot create its directory: " + ec.message());
   }
-  auto db = Database::open(path);
+  auto db = Database::open(where);
   if (!db) return tl::unexpected(db.error());
-  // WAL: readers (the dashboard) never block the writer (a monitor). NORMAL
-  // syncs at checkpoints: a killed process loses no committed transaction;
-  // only a power cut can lose the last ones.
-  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON"})
-    if (auto ok = db->exec(pragma); !ok) return tl::unexpected(ok.error());
-  if (auto ok = db->exec(kSchema); !ok) return tl::unexpected(ok.error());
-  auto version = db->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
-  if (!version) return tl::unexpected(version.error());
-  auto row = version->step();
-  if (!row) return tl::unexpected(path + ": " + row.error());
-  if (*row) {
-    if (version->text(0) != std::to_string(kSchemaVersion))
-      return tl::unexpected(fmt::format("{}: store schema version {} (this mitmwatch reads {})", path,
-                                        version->text(0), kSchemaVersion));
-  } else if (auto ok = db->exec(fmt::format("INSERT INTO meta VALUES('schema_version', '{}')", kSchemaVersion));
-             !ok) {
-    return tl::unexpected(ok.error());
+  if (!pg) {
+    // WAL: readers (the dashboard) never block the writer (a monitor). NORMAL
+    // syncs at checkpoints: a killed process loses no committed transaction;
+    // only a power cut can lose the last ones. Staged rows stay in memory.
+    for (const char* pragma :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY"})
+      if (auto ok = db->exec(pragma); !ok) return tl::unexpected(ok.error());
   }
+  if (auto v = migrate(*db); !v) return tl::unexpected(v.error());
   Store s(std::move(*db));
   if (auto ok = s.prepare_writes(); !ok) return tl::unexpected(ok.error());
   return s;
 }
 
-tl::expected<Store, Error> Store::open_read_only(const std::string& path) {
-  if (!std::filesystem::exists(path)) return tl::unexpected(path + ": no such store (write one with --db or import)");
-  auto db = Database::open(path, true);
+tl::expected<Store, Error> Store::open_read_only(const std::string& where) {
+  if (!Database::is_postgresql_url(where) && !std::filesystem::exists(where))
+    return tl::unexpected(where + ": no such store (write one with --db or import)");
+  auto db = Database::open(where, true);
   if (!db) return tl::unexpected(db.error());
-  auto probe = db->prepare("SELECT value FROM meta WHERE key = 'schema_version'");
-  if (!probe) return tl::unexpected(path + ": not a mitmwatch store (" + probe.error() + ")");
+  auto version = schema_version(*db);
+  if (!version) return tl::unexpected(where + ": not a mitmwatch store (" + version.error() + ")");
+  if (*version == 0) return tl::unexpected(where + ": not a mitmwatch store (no schema)");
+  if (*version > latest_schema_version())
+    return tl::unexpected(fmt::format("{}: store schema version {} (this mitmwatch reads up to {})", db->path(),
+                                      *version, latest_schema_version()));
   return Store(std::move(*db));
 }
 
 tl::expected<void, Error> Store::prepare_writes() {
-  auto prep = [&](std::optional<Statement>& slot, const char* sql) -> tl::expected<void, Error> {
+  // Session-private: created outside any transaction so that a rollback keeps them.
+  if (auto ok = db_.exec(staging_tables(db_.dialect())); !ok) return ok;
+  for (const char* sql : kMergeSteps) {
     auto s = db_.prepare(sql);
     if (!s) return tl::unexpected(s.error());
-    slot.emplace(std::move(*s));
-    return {};
-  };
-  tl::expected<void, Error> ok;
-  if (!(ok = prep(insert_record_,
-                  "INSERT OR IGNORE INTO records(run_id, content_sha256, kind, observed_ms, target, sni, verdict, "
-                  "issuer, leaf_sha256, control_leaf_sha256, injector_hop, hop_before, hop_after, body) "
-                  "VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)")))
-    return ok;
-  if (!(ok = prep(insert_cert_,
-                  "INSERT OR IGNORE INTO certificates(sha256, der, subject, issuer, first_seen_ms) VALUES(?1,?2,?3,?4,?5)")))
-    return ok;
-  if (!(ok = prep(upsert_run_stats_,
-                  "INSERT INTO run_stats(run_id, records, intercepted, blocked, clean, unreachable) "
-                  "VALUES(?1, 1, ?2, ?3, ?4, ?5) ON CONFLICT(run_id) DO UPDATE SET records = records + 1, "
-                  "intercepted = intercepted + ?2, blocked = blocked + ?3, clean = clean + ?4, "
-                  "unreachable = unreachable + ?5")))
-    return ok;
-  if (!(ok = prep(upsert_target_,
-                  "INSERT INTO target_stats VALUES(?1, ?2, ?3, 1, ?4, ?5, ?6) "
-                  "ON CONFLICT(vantage, kind, target) DO UPDATE SET records = records + 1, "
-                  "intercepted = intercepted + ?4, "
-                  "last_verdict = CASE WHEN ?6 >= coalesce(last_ms, 0) THEN ?5 ELSE last_verdict END, "
-                  "last_ms = max(coalesce(last_ms, 0), ?6)")))
-    return ok;
-  if (!(ok = prep(upsert_sni_,
-                  "INSERT INTO sni_stats VALUES(?1, ?2, ?3, 1, ?4, ?5) "
-                  "ON CONFLICT(vantage, kind, sni) DO UPDATE SET records = records + 1, "
-                  "intercepted = intercepted + ?4, last_ms = max(coalesce(last_ms, 0), ?5)")))
-    return ok;
-  if (!(ok = prep(upsert_issuer_,
-                  "INSERT INTO issuer_stats VALUES(?1, 1, ?2, ?2) ON CONFLICT(issuer) DO UPDATE SET "
-                  "records = records + 1, first_ms = min(first_ms, ?2), last_ms = max(last_ms, ?2)")))
-    return ok;
-  return prep(touch_run_,
-              "UPDATE runs SET started_ms = min(coalesce(started_ms, ?2), ?2), "
-              "ended_ms = max(coalesce(ended_ms, ?2), ?2) WHERE id = ?1");
+    merge_.push_back(std::move(*s));
+  }
+  return {};
+}
+
+tl::expected<WriteTransaction, Error> Store::transaction() {
+  if (in_transaction_) return tl::unexpected(Error("a write transaction is already open"));
+  auto tx = Transaction::begin(db_);
+  if (!tx) return tl::unexpected(tx.error());
+  in_transaction_ = true;
+  return WriteTransaction(this, std::move(*tx));
 }
 
 tl::expected<int64_t, Error> Store::begin_run(const std::string& uid, const RunInfo& info) {
-  auto find = db_.prepare("SELECT id FROM runs WHERE uid = ?1");
-  if (!find) return tl::unexpected(find.error());
-  find->bind(1, std::string_view(uid));
-  auto row = find->step();
+  // Resumed: running again until finish_run says otherwise.
+  auto again = db_.prepare("UPDATE runs SET status = 'running' WHERE uid = ?1 RETURNING id");
+  if (!again) return tl::unexpected(again.error());
+  again->bind(1, uid);
+  auto row = again->step();
   if (!row) return tl::unexpected(row.error());
-  if (*row) {
-    int64_t id = find->int64(0);
-    // Resumed: running again until finish_run says otherwise.
-    auto again = db_.prepare("UPDATE runs SET status = 'running' WHERE id = ?1");
-    if (!again) return tl::unexpected(again.error());
-    again->bind(1, id);
-    if (auto ok = again->run(); !ok) return tl::unexpected(ok.error());
-    return id;
-  }
+  if (*row) return again->int64(0);
   auto ins = db_.prepare(
-      "INSERT INTO runs(uid, command, vantage, series, source, args, tool_version) VALUES(?1,?2,?3,?4,?5,?6,?7)");
+      "INSERT INTO runs(uid, command, vantage, series, source, args, tool_version) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+      "RETURNING id");
   if (!ins) return tl::unexpected(ins.error());
-  ins->bind(1, std::string_view(uid)).bind(2, std::string_view(info.command)).bind(3, std::string_view(info.vantage));
-  ins->bind(4, std::string_view(info.series)).bind(5, std::string_view(info.source));
-  ins->bind(6, std::string_view(info.args)).bind(7, std::string_view(info.tool_version));
-  if (auto ok = ins->run(); !ok) return tl::unexpected(ok.error());
-  return db_.last_insert_id();
+  ins->bind(1, uid).bind(2, info.command).bind(3, info.vantage).bind(4, info.series).bind(5, info.source);
+  ins->bind(6, info.args).bind(7, info.tool_version);
+  row = ins->step();
+  if (!row) return tl::unexpected(row.error());
+  return ins->int64(0);
 }
 
 // Certificates leave the record for the certificates table: a scan of a
@@ -335,9 +346,13 @@ tl::expected<Json, Error> Store::move_chains_out(const Json& record, int64_t obs
             subject = certs::subject_text(x->get());
             issuer = certs::issuer_text(x->get());
           }
-          insert_cert_->bind(1, std::string_view(sha)).bind_blob(2, der->data(), der->size());
-          insert_cert_->bind(3, subject).bind(4, issuer).bind(5, std::optional<int64_t>(observed_ms));
-          if (auto ok = insert_cert_->run(); !ok) return tl::unexpected(ok.error());
+          auto& cells = staged_->certs;
+          cells.emplace_back(sha);
+          cells.emplace_back(Blob{std::move(*der)});
+          cells.push_back(opt(subject));
+          cells.push_back(opt(issuer));
+          cells.emplace_back(observed_ms);
+          uncommitted_certs_.push_back(sha);
         }
         refs.push_back(std::move(sha));
       }
@@ -349,7 +364,8 @@ tl::expected<Json, Error> Store::move_chains_out(const Json& record, int64_t obs
   return body;
 }
 
-tl::expected<bool, Error> Store::add_record(int64_t run, const std::string& vantage, const Json& record) {
+tl::expected<void, Error> Store::add_record(int64_t run, const std::string& vantage, const Json& record) {
+  if (!in_transaction_) return tl::unexpected(Error("add_record outside a write transaction"));
   auto ix = index_record(record);
   if (!ix) return tl::unexpected(ix.error());
   int64_t observed = ix->observed_ms.value_or(now_ms());
@@ -359,57 +375,112 @@ tl::expected<bool, Error> Store::add_record(int64_t run, const std::string& vant
   // as certificate hashes, a function of the record alone, and one dump less.
   std::string text = canonical(*body);
   auto content = sha256(text);
-
-  auto& s = *insert_record_;
-  s.bind(1, run).bind_blob(2, content.data(), content.size()).bind(3, std::string_view(ix->kind));
-  s.bind(4, ix->observed_ms).bind(5, ix->target).bind(6, ix->sni).bind(7, ix->verdict).bind(8, ix->issuer);
-  s.bind(9, ix->leaf_sha256).bind(10, ix->control_leaf_sha256).bind(11, ix->injector_hop);
-  s.bind(12, ix->hop_before).bind(13, ix->hop_after).bind(14, std::string_view(text));
-  if (auto ok = s.run(); !ok) return tl::unexpected(ok.error());
-  if (db_.changes() == 0) return false;  // the run held it already
-
-  auto is = [&](const char* v) -> int64_t { return ix->verdict == v ? 1 : 0; };
-  upsert_run_stats_->bind(1, run).bind(2, is("intercepted")).bind(3, is("blocked")).bind(4, is("clean"));
-  upsert_run_stats_->bind(5, is("unreachable"));
-  if (auto ok = upsert_run_stats_->run(); !ok) return tl::unexpected(ok.error());
-  touch_run_->bind(1, run).bind(2, observed);
-  if (auto ok = touch_run_->run(); !ok) return tl::unexpected(ok.error());
-
-  bool judged = (ix->kind == "scan" || ix->kind == "sweep") && ix->verdict;
-  if (judged && ix->target) {
-    upsert_target_->bind(1, std::string_view(vantage)).bind(2, std::string_view(ix->kind)).bind(3, *ix->target);
-    upsert_target_->bind(4, is("intercepted")).bind(5, *ix->verdict).bind(6, observed);
-    if (auto ok = upsert_target_->run(); !ok) return tl::unexpected(ok.error());
+  std::string key = std::to_string(run) + ":" + std::string(reinterpret_cast<const char*>(content.data()), content.size());
+  if (!staged_->keys.insert(std::move(key)).second) {
+    ++staged_->repeated;
+    return {};
   }
-  if (judged && ix->sni) {
-    upsert_sni_->bind(1, std::string_view(vantage)).bind(2, std::string_view(ix->kind)).bind(3, *ix->sni);
-    upsert_sni_->bind(4, is("intercepted")).bind(5, observed);
-    if (auto ok = upsert_sni_->run(); !ok) return tl::unexpected(ok.error());
+  auto& c = staged_->records;
+  c.emplace_back(staged_->seq++);
+  c.emplace_back(run);
+  c.emplace_back(vantage);
+  c.emplace_back(Blob{std::vector<unsigned char>(content.begin(), content.end())});
+  c.emplace_back(ix->kind);
+  c.push_back(opt(ix->observed_ms));
+  c.emplace_back(observed);
+  for (const auto* v : {&ix->target, &ix->sni, &ix->verdict, &ix->issuer, &ix->leaf_sha256, &ix->control_leaf_sha256})
+    c.push_back(opt(*v));
+  c.push_back(opt(ix->injector_hop));
+  c.push_back(opt(ix->hop_before));
+  c.push_back(opt(ix->hop_after));
+  c.emplace_back(std::move(text));
+  return {};
+}
+
+tl::expected<WriteStats, Error> Store::write_staged() {
+  WriteStats stats;
+  uint64_t staged = staged_->records.size() / kStagedRecordColumns.size();
+  stats.already = staged_->repeated;
+  if (staged == 0 && staged_->certs.empty()) {
+    *staged_ = Staged{};
+    return stats;
   }
-  if (ix->issuer && (judged || ix->kind == "trace")) {
-    upsert_issuer_->bind(1, *ix->issuer).bind(2, observed);
-    if (auto ok = upsert_issuer_->run(); !ok) return tl::unexpected(ok.error());
+  if (auto ok = db_.bulk_insert("certs_in", kStagedCertColumns, staged_->certs); !ok) return tl::unexpected(ok.error());
+  if (auto ok = db_.bulk_insert("records_in", kStagedRecordColumns, staged_->records); !ok)
+    return tl::unexpected(ok.error());
+  for (size_t i = 0; i < merge_.size(); ++i) {
+    auto& s = merge_[i];
+    if (i == kCountStep) {
+      auto row = s.step();
+      if (!row) return tl::unexpected(row.error());
+      stats.added = static_cast<uint64_t>(s.int64(0));
+      s.reset();
+      stats.already += staged - stats.added;
+    } else if (auto ok = s.run(); !ok) {
+      return tl::unexpected(ok.error());
+    }
   }
-  return true;
+  *staged_ = Staged{};
+  return stats;
+}
+
+void Store::end_transaction(bool committed) {
+  // Certificates written by a transaction that rolled back are not in the
+  // store: forget them, and the shortcut that skips to a known one.
+  if (!committed) {
+    for (const auto& sha : uncommitted_certs_) known_certs_.erase(sha);
+    sha_of_base64_.clear();
+  }
+  uncommitted_certs_.clear();
+  *staged_ = Staged{};
+  in_transaction_ = false;
+}
+
+WriteTransaction::WriteTransaction(WriteTransaction&& o) noexcept : store_(o.store_), tx_(std::move(o.tx_)) {
+  o.store_ = nullptr;
+  o.tx_.reset();
+}
+
+WriteTransaction::~WriteTransaction() {
+  if (!store_ || !tx_) return;
+  tx_.reset();  // ROLLBACK
+  store_->end_transaction(false);
+}
+
+tl::expected<WriteStats, Error> WriteTransaction::flush() {
+  if (!store_ || !tx_) return tl::unexpected(Error("the write transaction is over"));
+  return store_->write_staged();
+}
+
+tl::expected<WriteStats, Error> WriteTransaction::commit() {
+  auto stats = flush();
+  if (!stats) return stats;
+  if (auto ok = tx_->commit(); !ok) return tl::unexpected(ok.error());
+  tx_.reset();
+  store_->end_transaction(true);
+  return stats;
 }
 
 tl::expected<void, Error> Store::finish_run(int64_t run, const std::string& status) {
   auto s = db_.prepare(
       "UPDATE runs SET status = ?2, ended_ms = CASE WHEN ?2 = 'imported' THEN ended_ms "
-      "ELSE max(coalesce(ended_ms, 0), ?3) END, started_ms = coalesce(started_ms, ?3) WHERE id = ?1");
+      "WHEN ended_ms IS NULL OR ended_ms < ?3 THEN ?3 ELSE ended_ms END, started_ms = coalesce(started_ms, ?3) "
+      "WHERE id = ?1");
   if (!s) return tl::unexpected(s.error());
-  s->bind(1, run).bind(2, std::string_view(status)).bind(3, now_ms());
+  s->bind(1, run).bind(2, status).bind(3, now_ms());
   return s->run();
 }
 
 tl::expected<int64_t, Error> Store::add_event(const Event& e) {
   auto s = db_.prepare(
-      "INSERT INTO events(run_id, series, vantage, at_ms, type, subject, details) VALUES(?1,?2,?3,?4,?5,?6,?7)");
+      "INSERT INTO events(run_id, series, vantage, at_ms, type, subject, details) VALUES(?1,?2,?3,?4,?5,?6,?7) "
+      "RETURNING id");
   if (!s) return tl::unexpected(s.error());
-  s->bind(1, e.run_id).bind(2, std::string_view(e.series)).bind(3, std::string_view(e.vantage)).bind(4, e.at_ms);
-  s->bind(5, std::string_view(e.type)).bind(6, std::string_view(e.subject)).bind(7, std::string_view(canonical(e.details)));
-  if (auto ok = s->run(); !ok) return tl::unexpected(ok.error());
-  return db_.last_insert_id();
+  s->bind(1, e.run_id).bind(2, e.series).bind(3, e.vantage).bind(4, e.at_ms);
+  s->bind(5, e.type).bind(6, e.subject).bind(7, canonical(e.details));
+  auto row = s->step();
+  if (!row) return tl::unexpected(row.error());
+  return s->int64(0);
 }
 
 namespace {
@@ -492,17 +563,30 @@ tl::expected<void, Error> Store::restore_chains(Json& body) {
 }
 
 tl::expected<void, Error> Store::for_each_record(int64_t run, const std::function<void(const Json&)>& visit) {
-  auto s = db_.prepare("SELECT body FROM records WHERE run_id = ?1 ORDER BY id");
+  // A page at a time: a run may hold millions of records (PostgreSQL sends a
+  // result whole), and restoring chains queries the store between rows.
+  auto s = db_.prepare("SELECT id, body FROM records WHERE run_id = ?1 AND id > ?2 ORDER BY id LIMIT 2000");
   if (!s) return tl::unexpected(s.error());
-  s->bind(1, run);
+  int64_t after = 0;
   for (;;) {
-    auto row = s->step();
-    if (!row) return tl::unexpected(row.error());
-    if (!*row) return {};
-    auto body = Json::parse(s->text(0), nullptr, false);
-    if (body.is_discarded()) return tl::unexpected(fmt::format("{}: run {}: a stored record is not JSON", db_.path(), run));
-    if (auto ok = restore_chains(body); !ok) return tl::unexpected(ok.error());
-    visit(body);
+    std::vector<std::pair<int64_t, std::string>> page;
+    s->bind(1, run).bind(2, after);
+    for (;;) {
+      auto row = s->step();
+      if (!row) return tl::unexpected(row.error());
+      if (!*row) break;
+      page.emplace_back(s->int64(0), s->text(1));
+    }
+    s->reset();
+    if (page.empty()) return {};
+    for (auto& [id, text] : page) {
+      auto body = Json::parse(text, nullptr, false);
+      if (body.is_discarded())
+        return tl::unexpected(fmt::format("{}: run {}: a stored record is not JSON", db_.path(), run));
+      if (auto ok = restore_chains(body); !ok) return tl::unexpected(ok.error());
+      visit(body);
+      after = id;
+    }
   }
 }
 
@@ -580,19 +664,19 @@ tl::expected<void, Error> RunWriter::add(const Json& record) {
     open_.emplace(std::move(*t));
     opened_ms_ = now_ms();
   }
-  auto added = store_.add_record(*run_, info_.vantage, record);
-  if (!added) return tl::unexpected(added.error());
-  if (*added) ++added_;
+  if (auto ok = store_.add_record(*run_, info_.vantage, record); !ok) return ok;
   if (++pending_ >= batch_ || now_ms() - opened_ms_ >= interval_ms_) return flush();
   return {};
 }
 
 tl::expected<void, Error> RunWriter::flush() {
   if (!open_) return {};
-  auto ok = open_->commit();
+  auto stats = open_->commit();
   open_.reset();
   pending_ = 0;
-  return ok;
+  if (!stats) return tl::unexpected(stats.error());
+  added_ += stats->added;
+  return {};
 }
 
 tl::expected<void, Error> RunWriter::finish(const std::string& status) {

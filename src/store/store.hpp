@@ -9,7 +9,7 @@
 // run), a record by the SHA-256 of its stored JSON (chains as hashes) within its run.
 #pragma once
 
-#include "store/sqlite.hpp"
+#include "store/database.hpp"
 
 #include <nlohmann/json.hpp>
 #include <tl/expected.hpp>
@@ -60,26 +60,44 @@ struct Event {
 };
 
 std::string host_name();
-// $MITMWATCH_DB, else $XDG_DATA_HOME/mitmwatch/mitmwatch.db, else ~/.local/share/mitmwatch/mitmwatch.db.
+// $XDG_DATA_HOME/mitmwatch, else ~/.local/share/mitmwatch.
+std::string default_data_dir();
+// $MITMWATCH_DB, else mitmwatch.db in default_data_dir().
 std::string default_db_path();
+// Where files that belong with a store go (a monitor's rounds): beside a
+// SQLite file, else default_data_dir().
+std::string files_dir_of(const std::string& where);
 // "sha256:<hex>" of the canonical dump of `record`.
 std::string run_uid_of_first_record(const Json& record);
 
+// What a write transaction's staged records came to.
+struct WriteStats {
+  uint64_t added = 0;    // new to their run
+  uint64_t already = 0;  // the run held them (or the batch did, twice)
+};
+
+class WriteTransaction;
+
 class Store {
  public:
-  // Creates the file (and its directory) and the schema when missing.
-  static tl::expected<Store, Error> open(const std::string& path);
-  static tl::expected<Store, Error> open_read_only(const std::string& path);
+  // `where`: a SQLite file, created with its directory when missing, or a
+  // postgresql:// URL. Either way the schema is brought up to date.
+  static tl::expected<Store, Error> open(const std::string& where);
+  static tl::expected<Store, Error> open_read_only(const std::string& where);
+  Store(Store&&) noexcept;
+  Store& operator=(Store&&) = delete;
+  ~Store();
 
   // The run named `uid`, created with `info` when new. Its id.
   tl::expected<int64_t, Error> begin_run(const std::string& uid, const RunInfo& info);
-  // Adds a record to `run` (whose vantage is `vantage`); false when the run
-  // already held it. Call inside a transaction for speed (see RunWriter).
-  tl::expected<bool, Error> add_record(int64_t run, const std::string& vantage, const Json& record);
+  // Stages a record of `run` (whose vantage is `vantage`) in the open write
+  // transaction; it is written with its certificates and summaries when the
+  // transaction flushes or commits, and counted there as added or already held.
+  tl::expected<void, Error> add_record(int64_t run, const std::string& vantage, const Json& record);
   // status: "complete", "interrupted", "imported".
   tl::expected<void, Error> finish_run(int64_t run, const std::string& status);
   tl::expected<int64_t, Error> add_event(const Event& e);
-  tl::expected<Transaction, Error> transaction() { return Transaction::begin(db_); }
+  tl::expected<WriteTransaction, Error> transaction();
 
   // Reads.
   tl::expected<std::vector<RunRow>, Error> runs(const std::string& command = "", const std::string& series = "");
@@ -92,18 +110,45 @@ class Store {
   tl::expected<int64_t, Error> count(const std::string& table);
 
   Database& db() { return db_; }
+  Dialect dialect() const { return db_.dialect(); }
 
  private:
-  explicit Store(Database db) : db_(std::move(db)) {}
+  friend class WriteTransaction;
+  struct Staged;
+  explicit Store(Database db);
   tl::expected<void, Error> prepare_writes();
   tl::expected<Json, Error> move_chains_out(const Json& record, int64_t observed_ms);
   tl::expected<void, Error> restore_chains(Json& body);
+  // Writes what is staged (certificates, summaries, records), set by set.
+  tl::expected<WriteStats, Error> write_staged();
+  void end_transaction(bool committed);
 
   Database db_;
-  std::optional<Statement> insert_record_, insert_cert_, upsert_run_stats_, upsert_target_, upsert_sni_,
-      upsert_issuer_, touch_run_;
+  std::vector<Statement> merge_;  // write_staged's statements, in order
+  std::unique_ptr<Staged> staged_;
+  bool in_transaction_ = false;
+  std::vector<std::string> uncommitted_certs_;  // written in the open transaction, forgotten if it rolls back
   std::unordered_set<std::string> known_certs_;  // saves a write per repeated certificate
   std::unordered_map<std::string, std::string> sha_of_base64_;  // saves decoding and hashing a repeated one
+};
+
+// A write transaction of the store (BEGIN IMMEDIATE on SQLite). Records
+// staged by add_record are written by flush() and commit(); a transaction
+// that dies uncommitted rolls back and drops them.
+class WriteTransaction {
+ public:
+  WriteTransaction(WriteTransaction&& o) noexcept;
+  WriteTransaction& operator=(WriteTransaction&&) = delete;
+  ~WriteTransaction();
+  // Writes what is staged and keeps the transaction open (a big import's batches).
+  tl::expected<WriteStats, Error> flush();
+  tl::expected<WriteStats, Error> commit();
+
+ private:
+  friend class Store;
+  WriteTransaction(Store* store, Transaction tx) : store_(store), tx_(std::move(tx)) {}
+  Store* store_;
+  std::optional<Transaction> tx_;
 };
 
 // Writes one live run into the store as its records come: batches them into
@@ -126,7 +171,7 @@ class RunWriter {
   RunInfo info_;
   std::string uid_;
   std::optional<int64_t> run_;
-  std::optional<Transaction> open_;
+  std::optional<WriteTransaction> open_;
   size_t batch_, pending_ = 0, added_ = 0;
   int64_t interval_ms_, opened_ms_ = 0;
 };

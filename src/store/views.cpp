@@ -22,10 +22,10 @@ tl::expected<Json, Error> rows(Store& s, const std::string& sql, const std::vect
     Json o = Json::object();
     for (size_t i = 0; i < names.size(); ++i) {
       int c = static_cast<int>(i);
-      switch (sqlite3_column_type(q->get(), c)) {
-        case SQLITE_NULL: o[names[i]] = nullptr; break;
-        case SQLITE_INTEGER: o[names[i]] = q->int64(c); break;
-        case SQLITE_FLOAT: o[names[i]] = q->real(c); break;
+      switch (q->type(c)) {
+        case ColumnType::null: o[names[i]] = nullptr; break;
+        case ColumnType::integer: o[names[i]] = q->int64(c); break;
+        case ColumnType::real: o[names[i]] = q->real(c); break;
         default: o[names[i]] = q->text(c);
       }
     }
@@ -145,7 +145,7 @@ tl::expected<Json, Error> hop_pairs(Store& s, int limit) {
 
 tl::expected<Json, Error> domains(Store& s, int limit) {
   return rows(s,
-              "SELECT sni, vantage, kind, records, intercepted, CAST(intercepted AS REAL) / records, last_ms "
+              "SELECT sni, vantage, kind, records, intercepted, CAST(intercepted AS DOUBLE PRECISION) / records, last_ms "
               "FROM sni_stats ORDER BY intercepted DESC, records DESC, sni LIMIT ?1",
               {"sni", "vantage", "kind", "records", "intercepted", "share", "last_ms"},
               [&](Statement& q) { q.bind(1, static_cast<int64_t>(limit)); });
@@ -174,7 +174,8 @@ tl::expected<Json, Error> compare_vantages(Store& s, int list_limit) {
     auto judged = v["judged"].get<int64_t>();
     v["share"] = judged ? static_cast<double>(v["intercepted"].get<int64_t>()) / judged : 0.0;
     auto hosts = rows(s,
-                      "SELECT count(*), coalesce(sum(intercepted > 0), 0) FROM target_stats WHERE kind = 'scan' AND vantage = ?1",
+                      "SELECT count(*), coalesce(sum(CASE WHEN intercepted > 0 THEN 1 ELSE 0 END), 0) FROM target_stats "
+                      "WHERE kind = 'scan' AND vantage = ?1",
                       {"hosts", "hosts_intercepted"}, [&](Statement& q) { q.bind(1, v["vantage"].get<std::string>()); });
     if (!hosts) return hosts;
     v["hosts"] = (*hosts)[0]["hosts"];
