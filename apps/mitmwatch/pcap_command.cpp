@@ -113,8 +113,8 @@ int run_pcap(const PcapFlags& f) {
     }
     done_bytes += std::filesystem::file_size(path);
     if (!f.quiet)
-      fmt::print(stderr, "{}: {} frames, {} TCP connections, {} with TLS{}\n", path, stats->frames,
-                 stats->sessions.connections, stats->sessions.tls,
+      fmt::print(stderr, "{}: {} frames, {} TCP connections, {} with TLS, {} UDP conversations, {} with QUIC{}\n", path,
+                 stats->frames, stats->sessions.connections, stats->sessions.tls, stats->quic.conversations, stats->quic.quic,
                  stats->fragments ? fmt::format(", {} IP fragments skipped", stats->fragments) : "");
     if (!stats->error.empty()) {
       read_error = stats->error + fmt::format(" (the {} TLS connections before it were written)", stats->sessions.tls);
@@ -153,7 +153,10 @@ clear (TLS <= 1.2), each direction's IP TTL runs and first IP IDs, and flags:
   ttl-break                the server's packets changed IP TTL mid-connection
   ip-id-break              the server's IP ID sequence jumped
 TCP is reassembled per direction (out of order, retransmitted, overlapping
-segments); TLS after a SOCKS or HTTP CONNECT preamble is found.
+segments); TLS after a SOCKS or HTTP CONNECT preamble is found. QUIC (v1 and
+v2, any UDP port): the client's Initials are decrypted with the keys of their
+Destination Connection ID and the ClientHello put back together from CRYPTO
+frames across packets and datagrams ("transport": "quic", JA4 starting with q).
 
 Exit codes: 0 done; 1 a file ended in the middle (what was read is written); 2 bad usage.)");
   app.add_option("files", f->files, "pcap or pcapng files")->required()->check(CLI::ExistingFile);

@@ -2,6 +2,7 @@
 
 #include "net/capture.hpp"
 #include "net/packet.hpp"
+#include "pcap/quic_sessions.hpp"
 
 namespace mw::drivers {
 
@@ -11,6 +12,7 @@ tl::expected<PcapReadStats, std::string> read_pcap(const std::string& path, cons
   int linktype = file->linktype();
   PcapReadStats stats;
   pcap::TlsSessionTable table(hooks.on_session);
+  pcap::QuicSessionTable quic(hooks.on_session);
   net::CapturedPacket pkt;
   for (;;) {
     auto next = file->next(pkt);
@@ -36,13 +38,18 @@ tl::expected<PcapReadStats, std::string> read_pcap(const std::string& path, cons
       ++stats.fragments;  // TCP in IP fragments is rare and not reassembled
       continue;
     }
-    auto tcp = net::parse_tcp(*ip);
-    if (!tcp) continue;
-    ++stats.tcp_packets;
-    table.on_packet(pkt.when, *ip, *tcp);
+    if (auto tcp = net::parse_tcp(*ip)) {
+      ++stats.tcp_packets;
+      table.on_packet(pkt.when, *ip, *tcp);
+    } else if (auto udp = net::parse_udp(*ip)) {
+      ++stats.udp_datagrams;
+      quic.on_datagram(pkt.when, *ip, *udp);
+    }
   }
   table.finish();
+  quic.finish();
   stats.sessions = table.stats();
+  stats.quic = quic.stats();
   if (hooks.on_progress) hooks.on_progress(file->position());
   return stats;
 }

@@ -1,8 +1,10 @@
 // `mitmwatch pcap`: every TLS connection of a capture file, read packet by
 // packet (libpcap: pcap and pcapng; Ethernet, VLAN, Linux cooked, raw IP;
-// IPv4 and IPv6) into pcap::TlsSessionTable.
+// IPv4 and IPv6): TCP into pcap::TlsSessionTable, UDP (QUIC) into
+// pcap::QuicSessionTable.
 #pragma once
 
+#include "pcap/quic_sessions.hpp"
 #include "pcap/tls_sessions.hpp"
 
 #include <tl/expected.hpp>
@@ -13,8 +15,9 @@
 namespace mw::drivers {
 
 struct PcapReadStats {
-  uint64_t frames = 0, tcp_packets = 0, not_ip = 0, fragments = 0, bytes = 0;
+  uint64_t frames = 0, tcp_packets = 0, udp_datagrams = 0, not_ip = 0, fragments = 0, bytes = 0;
   pcap::TlsSessionTable::Stats sessions;
+  pcap::QuicSessionTable::Stats quic;
   std::string error;  // set when the file ended in the middle (truncated, corrupt)
 };
 

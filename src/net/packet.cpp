@@ -147,6 +147,19 @@ std::optional<TcpSegment> parse_tcp(const IpPacket& ip) {
   return t;
 }
 
+std::optional<UdpDatagram> parse_udp(const IpPacket& ip) {
+  if (ip.protocol != IPPROTO_UDP || ip.fragment) return std::nullopt;
+  Bytes b = ip.payload;
+  if (b.size() < 8) return std::nullopt;
+  size_t length = be16(b, 4);
+  if (length < 8) return std::nullopt;
+  UdpDatagram u;
+  u.src_port = be16(b, 0);
+  u.dst_port = be16(b, 2);
+  u.payload = b.subspan(8, std::min(length, b.size()) - 8);
+  return u;
+}
+
 std::optional<IcmpError> parse_icmp_error(const IpPacket& ip) {
   Bytes b = ip.payload;
   if (b.size() < 8 || ip.fragment) return std::nullopt;

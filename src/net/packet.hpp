@@ -68,6 +68,11 @@ bool frame_is_outgoing(int linktype, Bytes frame);
 
 std::optional<IpPacket> parse_ip(Bytes bytes);
 std::optional<TcpSegment> parse_tcp(const IpPacket& ip);
+struct UdpDatagram {
+  uint16_t src_port = 0, dst_port = 0;
+  Bytes payload;  // as the UDP length says, clipped to what was captured
+};
+std::optional<UdpDatagram> parse_udp(const IpPacket& ip);
 std::optional<IcmpError> parse_icmp_error(const IpPacket& ip);
 
 }  // namespace mw::net

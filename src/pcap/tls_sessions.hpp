@@ -40,7 +40,8 @@ struct DirectionFacts {
 };
 
 struct TlsSession {
-  uint64_t stream = 0;  // the connection's index in the file, as Wireshark's tcp.stream counts
+  char transport = 't';  // 't' TLS over TCP, 'q' QUIC (JA4's first letter)
+  uint64_t stream = 0;  // the connection's index in the file, as Wireshark's tcp.stream (udp.stream) counts
   net::Endpoint client, server;
   bool client_known = false;  // false: roles guessed (no SYN and no ClientHello seen)
   bool saw_syn = false, saw_fin = false, saw_rst = false;

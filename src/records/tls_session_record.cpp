@@ -70,6 +70,7 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
   std::vector<Flag> flags;
   j["schema"] = kPcapSchema;
   j["file"] = ctx.file;
+  j["transport"] = s.transport == 'q' ? "quic" : "tcp";
   j["stream"] = s.stream;
   j["client"] = s.client.to_string();
   j["server"] = s.server.to_string();
@@ -80,7 +81,7 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
   std::string ja3_hash, ja4_value, tlsfp_value;
   if (const auto& h = s.client_hello) {
     auto ja3 = fingerprint::ja3(*h);
-    auto ja4 = fingerprint::ja4(*h, 't', ctx.raw);
+    auto ja4 = fingerprint::ja4(*h, s.transport, ctx.raw);
     ja3_hash = ja3.hash;
     ja4_value = ja4.ja4;
     tlsfp_value = fingerprint::tlsfp(*h);
@@ -105,7 +106,7 @@ nlohmann::ordered_json to_json(const pcap::TlsSession& s, const SessionContext& 
   }
   if (const auto& h = s.server_hello) {
     auto ja3s = fingerprint::ja3s(*h);
-    auto ja4s = fingerprint::ja4s(*h);
+    auto ja4s = fingerprint::ja4s(*h, s.transport);
     j["version"] = version_name(h->negotiated_version());
     j["cipher"] = fmt::format("0x{:04x}", h->cipher);
     j["server_alpn"] = h->alpn ? Json(*h->alpn) : Json(nullptr);

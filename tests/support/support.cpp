@@ -1,6 +1,7 @@
 #include "support/support.hpp"
 
 #include "certs/x509.hpp"
+#include "net/address.hpp"
 
 #include <cerrno>
 #include <fcntl.h>
@@ -48,6 +49,52 @@ std::string read_file(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+void write_udp_pcap(const std::string& path, const std::vector<UdpFrame>& frames) {
+  std::string out;
+  auto u32 = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), 4); };  // the file's own byte order
+  auto u16 = [&](uint16_t v) { out.append(reinterpret_cast<const char*>(&v), 2); };
+  u32(0xa1b2c3d4);
+  u16(2);
+  u16(4);
+  u32(0);
+  u32(0);
+  u32(65535);
+  u32(101);  // LINKTYPE_RAW
+  uint32_t usec = 0;
+  for (const auto& f : frames) {
+    auto endpoint = [](const std::string& text) {
+      auto colon = text.rfind(':');
+      return net::Endpoint{net::IpAddress::parse(text.substr(0, colon)).value(),
+                           static_cast<uint16_t>(std::stoi(text.substr(colon + 1)))};
+    };
+    auto src = endpoint(f.src), dst = endpoint(f.dst);
+    std::vector<uint8_t> ip{0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 17, 0, 0};
+    ip.insert(ip.end(), src.ip.bytes.begin(), src.ip.bytes.begin() + 4);
+    ip.insert(ip.end(), dst.ip.bytes.begin(), dst.ip.bytes.begin() + 4);
+    size_t total = 20 + 8 + f.payload.size();
+    ip[2] = static_cast<uint8_t>(total >> 8);
+    ip[3] = static_cast<uint8_t>(total);
+    uint32_t sum = 0;
+    for (size_t i = 0; i < 20; i += 2) sum += static_cast<uint32_t>(ip[i] << 8 | ip[i + 1]);
+    while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+    ip[10] = static_cast<uint8_t>(~sum >> 8);
+    ip[11] = static_cast<uint8_t>(~sum);
+    size_t udp_length = 8 + f.payload.size();
+    std::vector<uint8_t> udp{static_cast<uint8_t>(src.port >> 8), static_cast<uint8_t>(src.port),
+                             static_cast<uint8_t>(dst.port >> 8), static_cast<uint8_t>(dst.port),
+                             static_cast<uint8_t>(udp_length >> 8), static_cast<uint8_t>(udp_length), 0, 0};
+    usec += 1000;
+    u32(1796400000);
+    u32(usec);
+    u32(static_cast<uint32_t>(total));
+    u32(static_cast<uint32_t>(total));
+    out.append(ip.begin(), ip.end());
+    out.append(udp.begin(), udp.end());
+    out.append(f.payload.begin(), f.payload.end());
+  }
+  write_file(path, out);
 }
 
 std::vector<uint8_t> read_hex_file(const std::string& path) {

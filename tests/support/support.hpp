@@ -38,6 +38,14 @@ std::vector<std::string> read_lines(const std::string& path);
 std::vector<uint8_t> read_hex_file(const std::string& path);
 void write_pem(const std::string& path, const std::vector<X509*>& certs);
 
+// A classic pcap file (LINKTYPE_RAW) of IPv4 UDP datagrams, one frame each,
+// a millisecond apart: captures of QUIC for tshark and `mitmwatch pcap`.
+struct UdpFrame {
+  std::string src, dst;  // "a.b.c.d:port"
+  std::vector<uint8_t> payload;
+};
+void write_udp_pcap(const std::string& path, const std::vector<UdpFrame>& frames);
+
 struct RunResult {
   int exit_code = -1;  // -signal when killed
   std::string out;
