@@ -12,7 +12,12 @@
 #include <openssl/ssl.h>
 #include <sys/socket.h>
 
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <cctype>
+#include <sstream>
 #include <thread>
 
 using namespace mw;
@@ -46,6 +51,56 @@ std::string https_get(const net::Endpoint& at, const std::string& sni, const std
   return body == std::string::npos ? "" : resp.substr(body + 4);
 }
 
+// Sends `raw` over TLS and reads until the server closes: the whole response.
+std::string https_raw(const net::Endpoint& at, const std::string& sni, const std::string& raw) {
+  auto fd = connect_to(at);
+  tls::SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  tls::SslPtr ssl(SSL_new(ctx.get()));
+  SSL_set_fd(ssl.get(), fd.get());
+  SSL_set_tlsext_host_name(ssl.get(), sni.c_str());
+  if (SSL_connect(ssl.get()) != 1) return "";
+  SSL_write(ssl.get(), raw.data(), static_cast<int>(raw.size()));
+  std::string resp;
+  char buf[4096];
+  for (int n; (n = SSL_read(ssl.get(), buf, sizeof buf)) > 0;) resp.append(buf, static_cast<size_t>(n));
+  return resp;
+}
+
+// A site's backend on 127.0.0.1 (cpp-httplib): answers every GET and POST with
+// the request's headers as JSON, so a test sees what the front passed on.
+class EchoBackend {
+ public:
+  EchoBackend() {
+    auto echo = [](const httplib::Request& req, httplib::Response& res) {
+      nlohmann::json h = nlohmann::json::object();
+      for (const auto& [k, v] : req.headers) h[k] = v;
+      res.set_content(nlohmann::json{{"path", req.path}, {"headers", h}, {"body", req.body}}.dump(), "application/json");
+    };
+    server_.Get(".*", echo);
+    server_.Post(".*", echo);
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+  }
+  ~EchoBackend() {
+    server_.stop();
+    thread_.join();
+  }
+  net::Endpoint at() const { return {*net::IpAddress::parse("127.0.0.1"), static_cast<uint16_t>(port_)}; }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+std::string body_of(const std::string& response) {
+  auto at = response.find("\r\n\r\n");
+  return at == std::string::npos ? "" : response.substr(at + 4);
+}
+
+const std::string kChromeUa =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0.0.0 Safari/537.36";
+
 class FpServerTest : public ::testing::Test {
  protected:
   void start(drivers::FpServerOptions o = {}, const fingerprint::Expectations* expect = nullptr) {
@@ -53,7 +108,7 @@ class FpServerTest : public ::testing::Test {
     auto s = drivers::FpServer::open(o, certs::make_self_signed("fp.test"));
     ASSERT_TRUE(s) << s.error();
     server_ = std::move(*s);
-    ctx_ = {&registry_, expect};
+    ctx_ = {&registry_, expect, &browsers_};
     thread_ = std::thread([this] {
       server_->run(ctx_, stop_, [this](const nlohmann::ordered_json& r) {
         std::lock_guard lock(mu_);
@@ -79,6 +134,7 @@ class FpServerTest : public ::testing::Test {
   }
 
   fingerprint::FingerprintRegistry registry_ = fingerprint::FingerprintRegistry::builtin();
+  fingerprint::BrowserTable browsers_ = fingerprint::BrowserTable::builtin();
   drivers::FpServerContext ctx_;
   std::unique_ptr<drivers::FpServer> server_;
   std::atomic<bool> stop_{false};
@@ -169,6 +225,152 @@ TEST_F(FpServerTest, HostileClientsCostOnlyTheirOwnConnection) {
   EXPECT_EQ(ends["served"], 1);
   EXPECT_EQ(ends["not-tls"] + ends["malformed-hello"] + ends["hello-timeout"] + ends["served"],
             static_cast<int>(log(4).size()));
+}
+
+// In front of a site: each request reaches the backend with the verdict on
+// its connection, and what the client says of itself is not believed.
+TEST_F(FpServerTest, InFrontOfASiteTheBackendHearsTheVerdictAndNotTheClientsClaim) {
+  EchoBackend backend;
+  drivers::FpServerOptions o;
+  o.upstream = backend.at();
+  start(o);
+  auto at = server_->local();
+  // An OpenSSL client claiming to be Chrome: its hello is no Chromium's.
+  auto r = https_raw(at, "site.test",
+                     "GET /account?x=1 HTTP/1.1\r\nHost: site.test\r\nUser-Agent: " + kChromeUa +
+                         "\r\nX-Mitmwatch-Verdict: ok\r\nConnection: close\r\n\r\n");
+  auto seen = nlohmann::json::parse(body_of(r), nullptr, false);
+  ASSERT_FALSE(seen.is_discarded()) << r;
+  EXPECT_EQ(seen["path"], "/account");
+  auto verdict = seen["headers"]["X-Mitmwatch-Verdict"].get<std::string>();
+  EXPECT_EQ(verdict.rfind("mismatch; reason=\"the User-Agent claims chromium", 0), 0u) << verdict;
+  EXPECT_TRUE(seen["headers"]["X-Mitmwatch-JA4"].get<std::string>().rfind("t13", 0) == 0);
+  EXPECT_EQ(seen["headers"]["X-Forwarded-For"], "127.0.0.1");
+  EXPECT_EQ(seen["headers"]["Host"], "site.test");
+  // Two requests on one connection (the second closes it), a body on the first.
+  r = https_raw(at, "site.test",
+                "POST /form HTTP/1.1\r\nHost: site.test\r\nUser-Agent: curl/8\r\nContent-Length: 5\r\n\r\nhello"
+                "GET /second HTTP/1.1\r\nHost: site.test\r\nUser-Agent: curl/8\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(r.find("\"body\":\"hello\""), std::string::npos) << r;
+  EXPECT_NE(r.find("\"path\":\"/second\""), std::string::npos) << r;
+  EXPECT_NE(r.find("unknown; reason=\\\"the User-Agent names no browser family in the table"), std::string::npos) << r;
+  // The visitor's own page is answered here, not by the site.
+  auto mine = nlohmann::json::parse(body_of(https_raw(at, "site.test",
+                                                      "GET /.mitmwatch/json HTTP/1.1\r\nHost: site.test\r\nUser-Agent: " +
+                                                          kChromeUa + "\r\nConnection: close\r\n\r\n")),
+                                    nullptr, false);
+  ASSERT_FALSE(mine.is_discarded());
+  EXPECT_EQ(mine["verdict"]["verdict"], "mismatch");
+  EXPECT_EQ(mine["verdict"]["claimed"], "chromium");
+  // A chunked request body is refused with 411; a broken request with 400.
+  r = https_raw(at, "site.test",
+                "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 411 ", 0), 0u) << r;
+  r = https_raw(at, "site.test", "BLAH\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 400 ", 0), 0u) << r;
+  // Every request is a record with its verdict.
+  auto records = log(6);
+  size_t with_verdict = 0;
+  for (const auto& rec : records)
+    if (rec["verdict"].is_object()) ++with_verdict;
+  EXPECT_GE(with_verdict, 5u);
+}
+
+TEST_F(FpServerTest, AKnownDevicesHelloIsInterceptedAndADeadBackendIsABadGateway) {
+  // This test's OpenSSL client stands in for a known device: its JA4 in the registry.
+  {
+    drivers::FpServerOptions o;
+    start(o);
+    auto learned = nlohmann::json::parse(https_get(server_->local(), "fp.test", "/json", "x"));
+    TearDown();
+    registry_ = fingerprint::FingerprintRegistry::from_json(
+                    R"({"fingerprints": [{"name": "a test box", "ja4": ")" + learned["ja4"].get<std::string>() + R"("}]})",
+                    "test")
+                    .value();
+    stop_ = false;
+    log_.clear();
+  }
+  EchoBackend backend;
+  drivers::FpServerOptions o;
+  o.upstream = backend.at();
+  start(o);
+  auto r = https_raw(server_->local(), "site.test",
+                     "GET / HTTP/1.1\r\nHost: site.test\r\nUser-Agent: " + kChromeUa + "\r\nConnection: close\r\n\r\n");
+  auto seen = nlohmann::json::parse(body_of(r));
+  EXPECT_EQ(seen["headers"]["X-Mitmwatch-Verdict"].get<std::string>().rfind("intercepted; reason=\"the hello is a test box's own", 0), 0u)
+      << seen;
+  TearDown();
+  // No backend at all: 502, and the record says why.
+  stop_ = false;
+  log_.clear();
+  net::Endpoint nowhere = backend.at();
+  nowhere.port = 1;  // nothing listens on 127.0.0.1:1
+  o.upstream = nowhere;
+  start(o);
+  r = https_raw(server_->local(), "site.test", "GET / HTTP/1.1\r\nHost: site.test\r\n\r\n");
+  EXPECT_EQ(r.rfind("HTTP/1.1 502 ", 0), 0u) << r;
+  auto records = log(1);
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0]["end"], "bad-gateway");
+  EXPECT_NE(records[0]["detail"].get<std::string>().find("upstream: connecting to 127.0.0.1:1"), std::string::npos)
+      << records[0];
+}
+
+// Real Chromium (Debian's), twice: over TCP through the front, where its hello
+// fits what its User-Agent claims; and over QUIC (forced), where fpserver reads
+// its Initials (a post-quantum hello over two datagrams, CRYPTO frames
+// shuffled) and the JA3 is tshark's.
+TEST_F(FpServerTest, RealChromiumIsOkOverTcpAndItsQuicHelloIsReadAsTsharkReadsIt) {
+  EchoBackend backend;
+  drivers::FpServerOptions o;
+  o.upstream = backend.at();
+  o.quic = true;
+  o.hello_timeout = std::chrono::milliseconds(2000);
+  start(o);
+  auto port = std::to_string(server_->local().port);
+  auto page = test::run_chromium("https://127.0.0.1:" + port + "/hello", {"--ignore-certificate-errors", "--dump-dom"});
+  auto verdict_at = page.out.find("X-Mitmwatch-Verdict");
+  ASSERT_NE(verdict_at, std::string::npos) << page.out << page.err;
+  EXPECT_EQ(page.out.substr(verdict_at, 30), "X-Mitmwatch-Verdict\":\"ok; reas") << page.out;
+
+  test::TempDir dir;
+  int chromium = test::spawn_chromium(
+      "https://www.example.org/", {"--ignore-certificate-errors", "--enable-quic", "--origin-to-force-quic-on=www.example.org:443",
+                                   "--host-resolver-rules=MAP www.example.org:443 127.0.0.1:" + port, "--dump-dom"},
+      dir.file("chromium.log"));
+  nlohmann::json quic;
+  for (int i = 0; i < 300 && quic.is_null(); ++i) {
+    {
+      std::lock_guard lock(mu_);
+      for (const auto& r : log_)
+        if (r["transport"] == "quic") quic = r;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(-chromium, SIGKILL);
+  waitpid(chromium, nullptr, 0);
+  ASSERT_FALSE(quic.is_null()) << test::read_file(dir.file("chromium.log"));
+  EXPECT_EQ(quic["end"], "quic-hello") << quic;
+  EXPECT_EQ(quic["sni"], "www.example.org");
+  EXPECT_EQ(quic["alpn"], nlohmann::json::array({"h3"}));
+  EXPECT_EQ(quic["ja4"].get<std::string>().substr(0, 4), "q13d");
+  EXPECT_EQ(quic["verdict"]["looks_like"], "chromium") << "the table's QUIC shape for Chromium";
+  EXPECT_GE(quic["quic"]["crypto_frames"].get<int>(), 1);
+  // The datagrams as received, into a capture: tshark's JA3 is ours.
+  std::vector<test::UdpFrame> frames;
+  for (const auto& d : quic["quic"]["datagrams"]) {
+    std::vector<uint8_t> bytes;
+    auto hex = d.get<std::string>();
+    for (size_t i = 0; i + 1 < hex.size(); i += 2) bytes.push_back(static_cast<uint8_t>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+    frames.push_back({"127.0.0.1:40000", "127.0.0.1:443", bytes});
+  }
+  test::write_udp_pcap(dir.file("chromium-quic.pcap"), frames);
+  std::string cmd = "tshark -r " + dir.file("chromium-quic.pcap") +
+                    " -Y 'tls.handshake.type == 1' -T fields -e tls.handshake.ja3_full 2>/dev/null > " + dir.file("ja3.txt");
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  auto theirs = test::read_file(dir.file("ja3.txt"));
+  while (!theirs.empty() && theirs.back() == '\n') theirs.pop_back();
+  EXPECT_EQ(theirs, quic["ja3_full"].get<std::string>());
 }
 
 TEST(Expectations, BadFilesAreNamed) {

@@ -25,7 +25,35 @@ struct FpFlags : OutputFlags {
   std::string expect, fingerprints;
   size_t max_connections = 1024;
   double hello_timeout = 5, handshake_timeout = 10, request_timeout = 10;
+  bool quic = false;
+  std::string upstream, browsers;
+  double upstream_timeout = 30;
+  size_t max_body = 1 << 20;
 };
+
+// http://ADDRESS:PORT (the backend beside the server; TLS to it is not ours to add).
+net::Endpoint parse_upstream(const std::string& url) {
+  const std::string scheme = "http://";
+  auto bad = [&](const std::string& why) { return UsageError("--upstream " + url + ": " + why); };
+  if (url.rfind(scheme, 0) != 0) throw bad("must start with http:// (the backend speaks plain HTTP beside us)");
+  std::string rest = url.substr(scheme.size());
+  if (auto slash = rest.find('/'); slash != std::string::npos) {
+    if (rest.substr(slash) != "/") throw bad("no path: requests keep their own");
+    rest.resize(slash);
+  }
+  auto colon = rest.rfind(':');
+  if (colon == std::string::npos) throw bad("needs a port");
+  std::string host = rest.substr(0, colon);
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  auto address = net::IpAddress::parse(host);
+  if (!address) throw bad("the host must be an IP address or localhost");
+  std::string port = rest.substr(colon + 1);
+  if (port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoi(port) < 1 || std::stoi(port) > 65535)
+    throw bad("the port must be 1-65535");
+  return {*address, static_cast<uint16_t>(std::stoi(port))};
+}
 
 int run_fpserver(const FpFlags& f) {
   // ADDRESS:PORT or [IPv6]:PORT; port 0 takes a free one.
@@ -69,6 +97,13 @@ int run_fpserver(const FpFlags& f) {
   o.hello_timeout = ms(f.hello_timeout);
   o.handshake_timeout = ms(f.handshake_timeout);
   o.request_timeout = ms(f.request_timeout);
+  o.quic = f.quic;
+  if (!f.upstream.empty()) o.upstream = parse_upstream(f.upstream);
+  if (f.upstream_timeout <= 0) throw UsageError("--upstream-timeout must be > 0");
+  o.upstream_timeout = ms(f.upstream_timeout);
+  o.max_body_bytes = f.max_body;
+  auto browsers = f.browsers.empty() ? fingerprint::BrowserTable::builtin() : fingerprint::BrowserTable::from_file(f.browsers);
+  if (!browsers) throw UsageError("--browsers " + browsers.error());
   auto server = drivers::FpServer::open(o, chain);
   if (!server) throw std::runtime_error(server.error());
   // A server's log grows across runs: appended to, never replaced.
@@ -81,9 +116,16 @@ int run_fpserver(const FpFlags& f) {
   std::signal(SIGINT, on_fpserver_signal);
   std::signal(SIGTERM, on_fpserver_signal);
   std::signal(SIGPIPE, SIG_IGN);
-  if (!f.quiet) fmt::print(stderr, "fpserver: listening on {} (https://{}/ and /json)\n", (*server)->local().to_string(),
-                           (*server)->local().to_string());
-  drivers::FpServerContext ctx{&*registry, expectations ? &*expectations : nullptr};
+  if (!f.quiet) {
+    if (o.upstream)
+      fmt::print(stderr, "fpserver: listening on {}{} in front of http://{} (the verdict at https://{}/.mitmwatch)\n",
+                 (*server)->local().to_string(), f.quic ? " (TCP and QUIC)" : "", o.upstream->to_string(),
+                 (*server)->local().to_string());
+    else
+      fmt::print(stderr, "fpserver: listening on {}{} (https://{}/ and /json)\n", (*server)->local().to_string(),
+                 f.quic ? " (TCP and QUIC)" : "", (*server)->local().to_string());
+  }
+  drivers::FpServerContext ctx{&*registry, expectations ? &*expectations : nullptr, &*browsers};
   std::string write_error;
   uint64_t flagged = 0;
   auto stats = (*server)->run(ctx, g_fpserver_stop, [&](const nlohmann::ordered_json& r) {
@@ -92,8 +134,8 @@ int run_fpserver(const FpFlags& f) {
   });
   if (auto ok = out->finish(true); !ok && write_error.empty()) write_error = ok.error();
   if (!f.quiet)
-    fmt::print(stderr, "fpserver: {} connections, {} served, {} refused over --max-connections, {} flagged\n",
-               stats.accepted, stats.served, stats.refused_over_cap, flagged);
+    fmt::print(stderr, "fpserver: {} connections, {} served, {} QUIC hellos, {} refused over --max-connections, {} flagged\n",
+               stats.accepted, stats.served, stats.quic_hellos, stats.refused_over_cap, flagged);
   if (!write_error.empty()) throw std::runtime_error(write_error);
   return cli::kExitOk;
 }
@@ -120,6 +162,17 @@ flagged: `interceptor-fingerprint` when the registry (data/fingerprints.json) kn
   {"sources": [{"cidr": "198.51.100.0/24", "name": "probe", "ja4": ["t13d..."]}],
    "user_agents": [{"contains": "curl/", "ja3": ["..."]}]}
 
+In front of a site (--upstream http://127.0.0.1:8080), each request goes on to the
+backend with what the alarm says of its connection, and the visitor can see it at
+/.mitmwatch (JSON at /.mitmwatch/json):
+  X-Mitmwatch-Verdict: intercepted; reason="the hello is a known device's own: ..."
+  X-Mitmwatch-JA4, X-Mitmwatch-JA3 (the client's own X-Mitmwatch-* headers are dropped)
+  ok           the hello fits the browser the User-Agent claims
+  mismatch     the User-Agent claims a browser whose engine never sends such a hello
+  intercepted  the hello is a known interception device's own (--fingerprints)
+  unknown      the User-Agent names no browser family in the table (--browsers)
+Every record carries the same verdict ("verdict").
+
 Floods and hostile clients cost their own connection: at most --max-connections at once,
 a deadline per phase (hello, handshake, request), bounded buffers.
 
@@ -136,6 +189,11 @@ Exit codes: 0 stopped by SIGINT/SIGTERM; 1 runtime failure; 2 bad usage.)");
   app.add_option("--hello-timeout", f->hello_timeout, "Seconds for the ClientHello to arrive")->capture_default_str();
   app.add_option("--handshake-timeout", f->handshake_timeout, "Seconds for the TLS handshake")->capture_default_str();
   app.add_option("--request-timeout", f->request_timeout, "Seconds for the HTTP request")->capture_default_str();
+  app.add_option("--upstream", f->upstream, "In front of a site: pass requests to this HTTP backend (http://ADDRESS:PORT) with the verdict added");
+  app.add_option("--browsers", f->browsers, "Browser families and their hello shapes (default: built in, data/browser-fingerprints.json)");
+  app.add_option("--upstream-timeout", f->upstream_timeout, "Seconds for the backend's whole response")->capture_default_str();
+  app.add_option("--max-body", f->max_body, "Largest request body passed on, in bytes")->capture_default_str();
+  app.add_flag("--quic", f->quic, "Also read QUIC Initials on the same UDP port: their ClientHellos are logged (transport quic), nothing is answered");
   app.add_flag("-q,--quiet", f->quiet, "No messages on stderr");
   add_store_options(app, *f);
   return [f] { return run_fpserver(*f); };

@@ -5,6 +5,9 @@
 #include "fingerprint/handshake_stream.hpp"
 #include "net/fd.hpp"
 #include "net/packet.hpp"
+#include "quic/initial.hpp"
+#include "http/message.hpp"
+#include "fingerprint/site_verdict.hpp"
 #include "tls/ossl.hpp"
 
 #include <fmt/format.h>
@@ -16,6 +19,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <unordered_map>
 
 namespace mw::drivers {
@@ -24,7 +28,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::ordered_json;
 
-constexpr uint64_t kListenerId = 0;
+constexpr uint64_t kListenerId = 0, kUdpId = 1, kFirstConnectionId = 16;
+constexpr uint64_t kUpstreamBit = 1ull << 63;  // an epoll id with it: the connection's upstream socket
+constexpr int kMaxRequestsPerConnection = 1000;
+constexpr size_t kQuicDatagramsKept = 4;
+constexpr std::chrono::seconds kQuicQuietPeriod{30};
 
 std::optional<SynFacts> saved_syn(int fd) {
   uint8_t buf[512];
@@ -97,9 +105,16 @@ int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const 
 
 }  // namespace
 
+fingerprint::SiteVerdict site_verdict(const FpConnection& c, const FpServerContext& ctx) {
+  if (!c.hello || !ctx.browsers || !ctx.fingerprints) return {};
+  return fingerprint::judge_site_client(fingerprint::ja3(*c.hello).hash, fingerprint::ja4(*c.hello, c.transport).ja4,
+                                        fingerprint::tlsfp(*c.hello), c.user_agent, *ctx.browsers, *ctx.fingerprints);
+}
+
 Json fp_record(const FpConnection& c, const FpServerContext& ctx) {
   Json j;
   j["schema"] = "mitmwatch.fpserver/1";
+  j["transport"] = c.transport == 'q' ? "quic" : "tcp";
   j["time_unix_ms"] =
       std::chrono::duration_cast<std::chrono::milliseconds>(c.accepted.time_since_epoch()).count();
   j["client"] = c.client.to_string();
@@ -116,7 +131,7 @@ Json fp_record(const FpConnection& c, const FpServerContext& ctx) {
   fingerprint::ClientPrints prints;
   if (c.hello) {
     auto ja3 = fingerprint::ja3(*c.hello);
-    auto ja4 = fingerprint::ja4(*c.hello);
+    auto ja4 = fingerprint::ja4(*c.hello, c.transport);
     prints = {ja3.hash, ja4.ja4, fingerprint::tlsfp(*c.hello)};
     j["sni"] = c.hello->sni ? Json(*c.hello->sni) : Json(nullptr);
     j["alpn"] = c.hello->alpn;
@@ -131,6 +146,15 @@ Json fp_record(const FpConnection& c, const FpServerContext& ctx) {
     for (const char* k : {"sni", "ja3", "ja4", "tlsfp"}) j[k] = nullptr;
   }
   j["client_hello"] = certs::hex(c.hello_bytes.data(), c.hello_bytes.size());
+  if (c.quic) {
+    Json datagrams = Json::array();
+    for (const auto& d : c.quic->datagrams) datagrams.push_back(certs::hex(d.data(), d.size()));
+    j["quic"] = {{"version", fmt::format("0x{:08x}", c.quic->version)},
+                 {"dcid", certs::hex(c.quic->dcid.data(), c.quic->dcid.size())},
+                 {"initials", c.quic->initials},
+                 {"crypto_frames", c.quic->crypto_frames},
+                 {"datagrams", std::move(datagrams)}};
+  }
   j["tls"] = {{"done", c.handshake_done},
               {"version", c.tls_version.empty() ? Json(nullptr) : Json(c.tls_version)},
               {"cipher", c.cipher.empty() ? Json(nullptr) : Json(c.cipher)},
@@ -150,28 +174,47 @@ Json fp_record(const FpConnection& c, const FpServerContext& ctx) {
                        {"detail", fmt::format("{}: {} {} is not what this client sends: re-originated on the way",
                                               m.rule, m.field, m.got)}});
   j["flags"] = std::move(flags);
+  auto verdict = site_verdict(c, ctx);
+  j["verdict"] = verdict.verdict.empty() ? Json(nullptr) : Json(fingerprint::to_json(verdict));
   return j;
 }
 
 struct FpServer::Impl {
-  enum class Phase { hello, handshake, request, respond };
+  enum class Phase { hello, handshake, request, upstream, respond };
   struct Conn {
     net::Fd fd;
     Phase phase = Phase::hello;
     Clock::time_point deadline;
     tls::SslPtr ssl;
-    std::string request, response;
-    size_t sent = 0;
+    std::string request, response;  // the request (and what follows it), the answer
+    std::optional<http::RequestHead> head;
+    size_t body_length = 0, sent = 0;
+    int status = 0, requests = 0;
+    bool keep_alive = false, head_only = false;
+    net::Fd upstream;  // to the site's backend, while it answers
+    std::string upstream_out, upstream_in;
+    size_t upstream_sent = 0;
     FpConnection facts;
   };
 
+  // A QUIC client, by source address: its first flight until the hello is
+  // whole, then kept (logged) until its deadline so retransmissions are not
+  // logged again.
+  struct QuicClient {
+    quic::InitialReader reader;
+    FpConnection facts;
+    Clock::time_point deadline;
+    bool logged = false;
+  };
+
   FpServerOptions options;
-  net::Fd listener;
+  net::Fd listener, udp;
+  std::map<std::string, QuicClient> quic_clients;
   net::Endpoint local;
   tls::SslCtxPtr ctx;
   net::Epoll epoll;
   std::unordered_map<uint64_t, Conn> conns;
-  uint64_t next_id = 1;
+  uint64_t next_id = kFirstConnectionId;
   FpServerStats stats;
   std::vector<uint8_t> peek_buffer;
 
@@ -275,58 +318,267 @@ struct FpServer::Impl {
     return false;
   }
 
-  bool read_request(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
-    char buf[4096];
+  // A response of our own (the page, JSON, an error): framed, kept alive when the client allows.
+  void answer(Conn& c, int status, const std::string& reason, const std::string& type, const std::string& body) {
+    c.response = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n"
+                             "Cache-Control: no-store\r\n\r\n",
+                             status, reason, type, body.size(), c.keep_alive ? "keep-alive" : "close");
+    if (!c.head_only) c.response += body;  // HEAD: the length of what GET would send, no body
+    c.status = status;
+    c.sent = 0;
+    c.phase = Phase::respond;
+  }
+
+  void answer_page(Conn& c, const FpServerContext& fctx) {
+    c.facts.end = "served";
+    Json record = fp_record(c.facts, fctx);
+    bool json = c.facts.path.rfind("/json", 0) == 0 || c.facts.path.rfind("/.mitmwatch/json", 0) == 0;
+    if (json) {
+      answer(c, 200, "OK", "application/json", record.dump(2, ' ', false, Json::error_handler_t::replace) + "\n");
+      return;
+    }
+    std::string verdict;
+    if (record.contains("verdict") && record["verdict"].is_object()) {
+      const auto& v = record["verdict"];
+      verdict = fmt::format("<p class=\"verdict {0}\"><b>{0}</b>: {1}</p>", html_escape(v["verdict"].get<std::string>()),
+                            html_escape(v["reason"].get<std::string>()));
+    }
+    answer(c, 200, "OK", "text/html; charset=utf-8",
+           "<!doctype html><meta charset=\"utf-8\"><title>Your TLS fingerprint</title><h1>Your TLS fingerprint</h1>" +
+               verdict +
+               "<p>What this server saw of your connection: if a box on the way re-originated it, these are the box's "
+               "fingerprints, not your browser's. <a href=\"" +
+               std::string(options.upstream ? "/.mitmwatch/json" : "/json") + "\">JSON</a></p><pre>" +
+               html_escape(record.dump(2, ' ', false, Json::error_handler_t::replace)) + "</pre>\n");
+  }
+
+  // The request to the backend: the client's, without hop-by-hop headers and
+  // without any X-Mitmwatch-* the client sent (it cannot vouch for itself),
+  // with the verdict and fingerprints added.
+  std::string upstream_request(const Conn& c, const fingerprint::SiteVerdict& v) const {
+    http::RequestHead out;
+    out.method = c.head->method;
+    out.target = c.head->target;
+    out.version = "HTTP/1.1";
+    for (const auto& [k, value] : c.head->headers) {
+      if (http::is_hop_by_hop(c.head->headers, k) || lower(k).rfind("x-mitmwatch-", 0) == 0) continue;
+      out.headers.emplace_back(k, value);
+    }
+    if (!http::header(out.headers, "host")) out.headers.emplace_back("Host", c.facts.server.to_string());
+    if (c.facts.hello) {
+      out.headers.emplace_back("X-Mitmwatch-Verdict", fingerprint::header_value(v));
+      out.headers.emplace_back("X-Mitmwatch-JA4", fingerprint::ja4(*c.facts.hello, c.facts.transport).ja4);
+      out.headers.emplace_back("X-Mitmwatch-JA3", fingerprint::ja3(*c.facts.hello).hash);
+    } else {
+      out.headers.emplace_back("X-Mitmwatch-Verdict", "unknown; reason=\"no ClientHello was read\"");
+    }
+    out.headers.emplace_back("X-Forwarded-For", c.facts.client.ip.to_string());
+    out.headers.emplace_back("X-Forwarded-Proto", "https");
+    out.headers.emplace_back("Connection", "close");
+    return http::serialize(out) + c.request.substr(c.head->head_bytes, c.body_length);
+  }
+
+  bool start_upstream(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    c.upstream_out = upstream_request(c, site_verdict(c.facts, fctx));
+    c.upstream_sent = 0;
+    c.upstream_in.clear();
+    sockaddr_storage addr{};
+    socklen_t len = options.upstream->to_sockaddr(addr);
+    c.upstream.reset(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int rc = c.upstream ? ::connect(c.upstream.get(), reinterpret_cast<sockaddr*>(&addr), len) : -1;
+    if (!c.upstream || (rc != 0 && errno != EINPROGRESS)) {
+      bad_gateway(c, fmt::format("connecting to {}: {}", options.upstream->to_string(), std::strerror(errno)));
+      return respond(id, c, fctx, log);
+    }
+    epoll.add(c.upstream.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, id | kUpstreamBit);
+    c.phase = Phase::upstream;
+    c.deadline = Clock::now() + options.upstream_timeout;
+    return upstream_io(id, c, fctx, log);
+  }
+
+  void bad_gateway(Conn& c, const std::string& why) {
+    drop_upstream(c);
+    c.facts.detail = "upstream: " + why;
+    c.keep_alive = false;
+    answer(c, 502, "Bad Gateway", "text/plain; charset=utf-8", "mitmwatch fpserver: the site's backend: " + why + "\n");
+  }
+
+  void drop_upstream(Conn& c) {
+    if (!c.upstream) return;
+    epoll.remove(c.upstream.get());
+    c.upstream.reset();
+  }
+
+  // Sends the request to the backend and reads its whole response (bounded),
+  // then answers the client with it.
+  bool upstream_io(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    int fd = c.upstream.get();
+    while (c.upstream_sent < c.upstream_out.size()) {
+      ssize_t n = ::send(fd, c.upstream_out.data() + c.upstream_sent, c.upstream_out.size() - c.upstream_sent, MSG_NOSIGNAL);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)) return true;
+      if (n <= 0) {  // before any byte went: the connect itself failed
+        bad_gateway(c, fmt::format("{}{}: {}", c.upstream_sent == 0 ? "connecting to " : "", options.upstream->to_string(),
+                                   std::strerror(errno)));
+        return respond(id, c, fctx, log);
+      }
+      c.upstream_sent += static_cast<size_t>(n);
+    }
+    char buf[16384];
+    bool closed = false;
     for (;;) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+      if (n < 0) {
+        bad_gateway(c, fmt::format("{}: {}", options.upstream->to_string(), std::strerror(errno)));
+        return respond(id, c, fctx, log);
+      }
+      if (n == 0) {
+        closed = true;
+        break;
+      }
+      c.upstream_in.append(buf, static_cast<size_t>(n));
+      if (c.upstream_in.size() > options.max_response_bytes) {
+        bad_gateway(c, fmt::format("a response over {} bytes (--max-response-bytes)", options.max_response_bytes));
+        return respond(id, c, fctx, log);
+      }
+    }
+    auto head = http::parse_response_head(c.upstream_in);
+    if (!head) {
+      bad_gateway(c, "its response is not HTTP: " + head.error());
+      return respond(id, c, fctx, log);
+    }
+    if (!*head) {
+      if (closed) {
+        bad_gateway(c, "it closed before a whole response head");
+        return respond(id, c, fctx, log);
+      }
+      return true;
+    }
+    auto framing = http::response_body(**head, c.head->method);
+    std::string_view body(c.upstream_in);
+    body.remove_prefix((*head)->head_bytes);
+    size_t body_length = 0;
+    switch (framing.kind) {
+      case http::BodyFraming::Kind::none: break;
+      case http::BodyFraming::Kind::length:
+        if (body.size() < framing.length) {
+          if (closed) {
+            bad_gateway(c, "it closed in the middle of the body");
+            return respond(id, c, fctx, log);
+          }
+          return true;
+        }
+        body_length = framing.length;
+        break;
+      case http::BodyFraming::Kind::chunked: {
+        auto end = http::chunked_end(body);
+        if (!end) {
+          bad_gateway(c, "its chunked body: " + end.error());
+          return respond(id, c, fctx, log);
+        }
+        if (!*end) {
+          if (closed) {
+            bad_gateway(c, "it closed in the middle of a chunked body");
+            return respond(id, c, fctx, log);
+          }
+          return true;
+        }
+        body_length = **end;
+        break;
+      }
+      case http::BodyFraming::Kind::until_close:
+        if (!closed) return true;
+        body_length = body.size();
+        break;
+    }
+    // Whole. The client gets it framed so that its connection can stay open:
+    // a body that ended with the backend's close gets a Content-Length.
+    http::ResponseHead out = **head;
+    out.version = "HTTP/1.1";
+    out.headers.clear();
+    for (const auto& [k, value] : (*head)->headers) {
+      auto name = lower(k);
+      if (name == "connection" || name == "keep-alive" || http::header_has_token((*head)->headers, "connection", k)) continue;
+      out.headers.emplace_back(k, value);
+    }
+    if (framing.kind == http::BodyFraming::Kind::until_close)
+      out.headers.emplace_back("Content-Length", std::to_string(body_length));
+    out.headers.emplace_back("Connection", c.keep_alive ? "keep-alive" : "close");
+    c.response = http::serialize(out);
+    c.response.append(body.substr(0, body_length));
+    c.status = out.status;
+    c.sent = 0;
+    drop_upstream(c);
+    c.phase = Phase::respond;
+    return respond(id, c, fctx, log);
+  }
+
+  // Parses what the buffer holds; false when that ended in an answer of our own (an error).
+  bool take_head(Conn& c) {
+    auto head = http::parse_request_head(c.request);
+    if (!head) {
+      c.facts.detail = "a request that is not HTTP/1.x: " + head.error();
+      c.keep_alive = false;
+      answer(c, 400, "Bad Request", "text/plain; charset=utf-8", "mitmwatch fpserver: " + head.error() + "\n");
+      return false;
+    }
+    if (!*head) return true;
+    c.head = std::move(**head);
+    c.facts.method = c.head->method;
+    c.facts.path = c.head->target;
+    c.facts.user_agent = http::header(c.head->headers, "user-agent").value_or("");
+    c.head_only = c.head->method == "HEAD";
+    c.keep_alive = c.head->version == "HTTP/1.1" ? !http::header_has_token(c.head->headers, "connection", "close")
+                                                 : http::header_has_token(c.head->headers, "connection", "keep-alive");
+    // Alone, the server shows each client one page and closes, as it always did;
+    // in front of a site, connections stay open as the site's would.
+    if (!options.upstream || c.requests + 1 >= kMaxRequestsPerConnection) c.keep_alive = false;
+    auto body = http::request_body(*c.head);
+    if (!body) {
+      c.keep_alive = false;
+      answer(c, 411, "Length Required", "text/plain; charset=utf-8", "mitmwatch fpserver: " + body.error() + "\n");
+      return false;
+    }
+    if (body->length > options.max_body_bytes) {
+      c.keep_alive = false;
+      answer(c, 413, "Content Too Large", "text/plain; charset=utf-8",
+             fmt::format("mitmwatch fpserver: a body of {} bytes (at most {})\n", body->length, options.max_body_bytes));
+      return false;
+    }
+    c.body_length = body->length;
+    return true;
+  }
+
+  bool read_request(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    char buf[16384];
+    for (;;) {
+      // What is buffered first: a kept-alive client may have sent its next request already.
+      if (!c.head && !c.request.empty() && !take_head(c)) return respond(id, c, fctx, log);
+      if (!c.head && c.request.size() > options.max_request_bytes) {
+        end(id, c, "request-too-large", fmt::format("no end of headers in {} bytes", c.request.size()), fctx, log);
+        return false;
+      }
+      if (c.head && c.request.size() >= c.head->head_bytes + c.body_length) break;  // whole
       int n = SSL_read(c.ssl.get(), buf, sizeof buf);
       if (n <= 0) {
         int err = SSL_get_error(c.ssl.get(), n);
         if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
+        if (c.requests > 0 && c.request.empty()) {  // a kept-alive connection the client closed between requests
+          end_quietly(id, c);
+          return false;
+        }
         end(id, c, "no-request", "the client closed without an HTTP request", fctx, log);
         return false;
       }
       c.request.append(buf, static_cast<size_t>(n));
-      if (c.request.find("\r\n\r\n") != std::string::npos) break;
-      if (c.request.size() > options.max_request_bytes) {
-        end(id, c, "request-too-large", fmt::format("no end of headers in {} bytes", c.request.size()), fctx, log);
-        return false;
-      }
     }
-    // Request line and User-Agent.
-    size_t eol = c.request.find("\r\n");
-    std::string line = c.request.substr(0, eol);
-    size_t sp1 = line.find(' '), sp2 = line.find(' ', sp1 == std::string::npos ? 0 : sp1 + 1);
-    if (sp1 != std::string::npos) {
-      c.facts.method = line.substr(0, sp1);
-      c.facts.path = line.substr(sp1 + 1, sp2 == std::string::npos ? std::string::npos : sp2 - sp1 - 1);
+    // A whole request. Ours to answer, or the site's.
+    bool ours = !options.upstream || c.head->target.rfind("/.mitmwatch", 0) == 0;
+    if (ours) {
+      answer_page(c, fctx);
+      return respond(id, c, fctx, log);
     }
-    for (size_t at = eol; at != std::string::npos && at + 2 < c.request.size();) {
-      size_t next = c.request.find("\r\n", at + 2);
-      std::string header = c.request.substr(at + 2, next == std::string::npos ? std::string::npos : next - at - 2);
-      if (lower(header.substr(0, 11)) == "user-agent:") {
-        size_t v = header.find_first_not_of(' ', 11);
-        c.facts.user_agent = v == std::string::npos ? "" : header.substr(v);
-      }
-      at = next;
-    }
-    c.facts.end = "served";
-    Json record = fp_record(c.facts, fctx);
-    std::string body, type;
-    if (c.facts.path.rfind("/json", 0) == 0) {
-      body = record.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
-      type = "application/json";
-    } else {
-      body = "<!doctype html><title>Your TLS fingerprint</title><h1>Your TLS fingerprint</h1>"
-             "<p>What this server saw of your connection: if a box on the way re-originated it, these are the box's "
-             "fingerprints, not your browser's. <a href=\"/json\">JSON</a></p><pre>" +
-             html_escape(record.dump(2, ' ', false, Json::error_handler_t::replace)) + "</pre>\n";
-      type = "text/html; charset=utf-8";
-    }
-    c.response = fmt::format("HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n"
-                             "Cache-Control: no-store\r\n\r\n{}",
-                             type, body.size(), body);
-    c.phase = Phase::respond;
-    return respond(id, c, fctx, log);
+    return start_upstream(id, c, fctx, log);
   }
 
   bool respond(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
@@ -341,35 +593,152 @@ struct FpServer::Impl {
       c.sent += static_cast<size_t>(n);
     }
     ++stats.served;
-    end(id, c, "served", "", fctx, log);
-    return false;
+    const char* how = c.status == 502 || c.status == 504 ? "bad-gateway" : "served";
+    if (!c.keep_alive) {
+      end(id, c, how, "", fctx, log);
+      return false;
+    }
+    // Kept alive: this request is logged, the next one starts (it may be here already).
+    c.facts.end = how;
+    log(fp_record(c.facts, fctx));
+    ++stats.logged;
+    std::string rest = c.request.substr(std::min(c.request.size(), c.head->head_bytes + c.body_length));
+    ++c.requests;
+    c.request = std::move(rest);
+    c.head.reset();
+    c.body_length = 0;
+    c.response.clear();
+    c.sent = 0;
+    c.status = 0;
+    c.facts.method.clear();
+    c.facts.path.clear();
+    c.facts.user_agent.clear();
+    c.facts.detail.clear();
+    c.facts.accepted = std::chrono::system_clock::now();
+    c.phase = Phase::request;
+    c.deadline = Clock::now() + options.request_timeout;
+    return read_request(id, c, fctx, log);
+  }
+
+  void end_quietly(uint64_t id, Conn& c) {
+    drop_upstream(c);
+    ERR_clear_error();
+    conns.erase(id);
   }
 
   void on_event(uint64_t id, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
-    auto it = conns.find(id);
+    bool from_upstream = (id & kUpstreamBit) != 0;
+    auto it = conns.find(id & ~kUpstreamBit);
     if (it == conns.end()) return;
     Conn& c = it->second;
+    id &= ~kUpstreamBit;
+    if (from_upstream) {
+      if (c.phase == Phase::upstream) upstream_io(id, c, fctx, log);
+      return;
+    }
     // Each phase may finish and hand over to the next within one event.
-    for (int guard = 0; guard < 4; ++guard) {
+    for (int guard = 0; guard < 8; ++guard) {
       Phase before = c.phase;
       bool alive = true;
       switch (c.phase) {
         case Phase::hello: alive = read_hello(id, c, fctx, log); break;
         case Phase::handshake: alive = handshake(id, c, fctx, log); break;
         case Phase::request: alive = read_request(id, c, fctx, log); break;
+        case Phase::upstream: return;  // the client waits; its bytes stay in the socket
         case Phase::respond: alive = respond(id, c, fctx, log); break;
       }
       if (!alive || c.phase == before) return;
     }
   }
 
+  void log_quic(QuicClient& q, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    q.facts.hello = q.reader.hello();
+    q.facts.quic->version = q.reader.version();
+    q.facts.quic->dcid = q.reader.dcid();
+    q.facts.quic->initials = q.reader.initials();
+    q.facts.quic->crypto_frames = q.reader.crypto_frames();
+    if (q.reader.hello()) {
+      q.facts.end = "quic-hello";
+      ++stats.quic_hellos;
+    } else {
+      q.facts.end = "quic-incomplete";
+      q.facts.detail = !q.reader.error().empty()        ? q.reader.error()
+                       : !q.reader.problems().empty()  ? q.reader.problems().back()
+                                                       : "the ClientHello's CRYPTO data never came whole";
+    }
+    log(fp_record(q.facts, fctx));
+    ++stats.logged;
+    q.logged = true;
+    // The client retries its Initials for a while (nothing answers it): those
+    // are the same connection, not new ones to log.
+    q.deadline = Clock::now() + kQuicQuietPeriod;
+  }
+
+  void read_quic(const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    uint8_t buf[2048];  // a QUIC datagram is at most what the path carries; Initials are padded to 1200
+    for (int budget = 0; budget < 1024; ++budget) {
+      sockaddr_storage peer{};
+      socklen_t len = sizeof peer;
+      ssize_t n = ::recvfrom(udp.get(), buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&peer), &len);
+      if (n < 0) return;  // EAGAIN: the next edge brings the rest
+      ++stats.quic_datagrams;
+      auto from = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&peer));
+      auto key = from.to_string();
+      auto it = quic_clients.find(key);
+      if (it == quic_clients.end()) {
+        if (quic_clients.size() >= options.max_connections) {
+          ++stats.refused_over_cap;
+          continue;
+        }
+        it = quic_clients.emplace(key, QuicClient{}).first;
+        auto& f = it->second.facts;
+        f.transport = 'q';
+        f.accepted = std::chrono::system_clock::now();
+        f.client = from;
+        f.server = local;
+        f.quic.emplace();
+        it->second.deadline = Clock::now() + options.hello_timeout;
+      }
+      QuicClient& q = it->second;
+      if (q.logged) {  // a retransmission of a flight already logged: it keeps the quiet period going
+        q.deadline = Clock::now() + kQuicQuietPeriod;
+        continue;
+      }
+      std::span<const uint8_t> datagram(buf, static_cast<size_t>(n));
+      if (q.facts.quic->datagrams.size() < kQuicDatagramsKept) q.facts.quic->datagrams.emplace_back(datagram.begin(), datagram.end());
+      if (auto ok = q.reader.add(datagram); !ok && q.facts.detail.empty()) q.facts.detail = ok.error();
+      if (q.reader.done()) log_quic(q, fctx, log);
+    }
+  }
+
   void expire(const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
     auto now = Clock::now();
+    for (auto it = quic_clients.begin(); it != quic_clients.end();) {
+      if (now < it->second.deadline) {
+        ++it;
+        continue;
+      }
+      if (!it->second.logged) log_quic(it->second, fctx, log);
+      it = quic_clients.erase(it);
+    }
     std::vector<uint64_t> late;
     for (auto& [id, c] : conns)
       if (now >= c.deadline) late.push_back(id);
     for (uint64_t id : late) {
       Conn& c = conns.at(id);
+      if (c.phase == Phase::upstream) {  // the backend took too long: the client hears so
+        drop_upstream(c);
+        c.facts.detail = fmt::format("upstream: no whole response in {} ms", options.upstream_timeout.count());
+        c.keep_alive = false;
+        answer(c, 504, "Gateway Timeout", "text/plain; charset=utf-8", "mitmwatch fpserver: the site's backend did not answer\n");
+        c.deadline = now + options.request_timeout;
+        respond(id, c, fctx, log);
+        continue;
+      }
+      if (c.phase == Phase::request && c.requests > 0 && c.request.empty()) {  // an idle kept-alive connection
+        end_quietly(id, c);
+        continue;
+      }
       const char* phase = c.phase == Phase::hello       ? "hello-timeout"
                           : c.phase == Phase::handshake ? "handshake-timeout"
                                                         : "request-timeout";
@@ -411,6 +780,17 @@ tl::expected<std::unique_ptr<FpServer>, std::string> FpServer::open(const FpServ
   ::getsockname(m.listener.get(), reinterpret_cast<sockaddr*>(&bound), &bound_len);
   m.local = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&bound));
   m.epoll.add(m.listener.get(), EPOLLIN | EPOLLET, kListenerId);
+  if (options.quic) {
+    m.udp.reset(::socket(addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!m.udp) return tl::unexpected(std::string("socket (udp): ") + std::strerror(errno));
+    ::setsockopt(m.udp.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(m.udp.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    // The same port as TCP (port 0: the one TCP got), as an HTTP/3 site has it.
+    socklen_t udp_len = m.local.to_sockaddr(addr);
+    if (::bind(m.udp.get(), reinterpret_cast<sockaddr*>(&addr), udp_len) != 0)
+      return tl::unexpected(fmt::format("bind udp {}: {}", m.local.to_string(), std::strerror(errno)));
+    m.epoll.add(m.udp.get(), EPOLLIN | EPOLLET, kUdpId);
+  }
   return s;
 }
 
@@ -426,6 +806,7 @@ FpServerStats FpServer::run(const FpServerContext& ctx, const std::atomic<bool>&
     int n = m.epoll.wait(events, 256, 100);
     for (int i = 0; i < n; ++i) {
       if (events[i].data.u64 == kListenerId) m.accept_all();
+      else if (events[i].data.u64 == kUdpId) m.read_quic(ctx, log);
       else m.on_event(events[i].data.u64, ctx, log);
     }
     m.expire(ctx, log);
@@ -434,6 +815,8 @@ FpServerStats FpServer::run(const FpServerContext& ctx, const std::atomic<bool>&
   std::vector<uint64_t> open;
   for (auto& [id, c] : m.conns) open.push_back(id);
   for (uint64_t id : open) m.end(id, m.conns.at(id), "server-stopped", "", ctx, log);
+  for (auto& [key, q] : m.quic_clients)
+    if (!q.logged) m.log_quic(q, ctx, log);
   return m.stats;
 }
 

@@ -5,7 +5,9 @@
 // answers HTTP with the client's own fingerprints (a page, and JSON at /json).
 // One epoll loop, edge-triggered; a cap on connections, a deadline per phase
 // (hello, handshake, request) and bounded buffers, so a flood or a hostile
-// client costs its own connection only.
+// client costs its own connection only. With `quic`, a UDP socket on the same
+// address reads QUIC clients' Initials (quic/initial.hpp) and logs their
+// ClientHellos the same way; it answers nothing, so the client gives up.
 #pragma once
 
 #include "certs/issue.hpp"
@@ -13,6 +15,7 @@
 #include "fingerprint/expectations.hpp"
 #include "fingerprint/fingerprint_registry.hpp"
 #include "fingerprint/hello.hpp"
+#include "fingerprint/site_verdict.hpp"
 #include "net/address.hpp"
 
 #include <nlohmann/json.hpp>
@@ -30,6 +33,12 @@ namespace mw::drivers {
 
 struct FpServerOptions {
   net::Endpoint listen;
+  bool quic = false;  // also a UDP socket on the same address: QUIC Initials fingerprinted (nothing answered)
+  // In front of a site: requests go to this HTTP backend with the verdict
+  // added (X-Mitmwatch-Verdict, -JA4, -JA3); /.mitmwatch is answered here.
+  std::optional<net::Endpoint> upstream;
+  size_t max_body_bytes = 1 << 20, max_response_bytes = 16 << 20;
+  std::chrono::milliseconds upstream_timeout{30000};
   size_t max_connections = 1024;
   size_t max_hello_bytes = 20 * 1024;  // a ClientHello record is at most 16 KiB + header
   size_t max_request_bytes = 8 * 1024;
@@ -47,6 +56,7 @@ struct SynFacts {
 
 // One connection, as plain data.
 struct FpConnection {
+  char transport = 't';  // 't' TCP, 'q' QUIC
   std::chrono::system_clock::time_point accepted;
   net::Endpoint client, server;
   std::optional<SynFacts> syn;
@@ -55,19 +65,30 @@ struct FpConnection {
   std::string tls_version, cipher, alpn;
   bool handshake_done = false;
   std::string method, path, user_agent;
-  std::string end;  // served, no-request, not-tls, malformed-hello, hello-too-large, handshake-failed, closed, *-timeout, server-stopped
+  std::string end;  // served, no-request, not-tls, malformed-hello, hello-too-large, handshake-failed, closed, *-timeout, server-stopped; quic-hello, quic-incomplete
   std::string detail;
+  // QUIC: the version, the client's Destination Connection ID, how its hello came.
+  struct Quic {
+    uint32_t version = 0;
+    std::vector<uint8_t> dcid;
+    size_t initials = 0, crypto_frames = 0;
+    std::vector<std::vector<uint8_t>> datagrams;  // the first few, as received
+  };
+  std::optional<Quic> quic;
 };
 
 struct FpServerStats {
-  uint64_t accepted = 0, refused_over_cap = 0, served = 0, logged = 0;
+  uint64_t accepted = 0, refused_over_cap = 0, served = 0, logged = 0, quic_datagrams = 0, quic_hellos = 0;
 };
 
 struct FpServerContext {
   const fingerprint::FingerprintRegistry* fingerprints = nullptr;
   const fingerprint::Expectations* expectations = nullptr;  // may be null
+  const fingerprint::BrowserTable* browsers = nullptr;       // null: no site verdict
 };
 
+// What the site-side alarm says of a connection (empty without a hello or a browser table).
+fingerprint::SiteVerdict site_verdict(const FpConnection& c, const FpServerContext& ctx);
 // The record of a connection (schema mitmwatch.fpserver/1): what the log
 // holds and what /json shows the client. Field names are defined here only.
 nlohmann::ordered_json fp_record(const FpConnection& c, const FpServerContext& ctx);

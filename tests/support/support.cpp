@@ -213,6 +213,67 @@ std::string run_on_terminal(const std::vector<std::string>& args, std::chrono::s
   return screen;
 }
 
+namespace {
+std::vector<std::string> chromium_argv(const std::string& url, const std::vector<std::string>& extra,
+                                       const std::string& profile) {
+  std::vector<std::string> argv{"/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                                "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                                "--disable-sync", "--disable-dev-shm-usage", "--user-data-dir=" + profile};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(url);
+  return argv;
+}
+
+pid_t spawn_argv(const std::vector<std::string>& argv, const std::string& out_path, const std::string& err_path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    setpgid(0, 0);  // its own group: Chromium's helpers go with it
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = err_path == out_path ? out : open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    execvp(args[0], args.data());
+    _exit(127);
+  }
+  return pid;
+}
+}  // namespace
+
+RunResult run_chromium(const std::string& url, const std::vector<std::string>& extra, std::chrono::seconds limit,
+                       const std::vector<std::string>& prefix) {
+  TempDir dir;
+  auto argv = prefix;
+  auto chromium = chromium_argv(url, extra, dir.file("profile"));
+  argv.insert(argv.end(), chromium.begin(), chromium.end());
+  pid_t pid = spawn_argv(argv, dir.file("stdout"), dir.file("stderr"));
+  RunResult r;
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  int status = 0;
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "test harness: killed after the time limit\n";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  kill(-pid, SIGKILL);  // helpers that outlived it
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  r.out = read_file(dir.file("stdout"));
+  r.err += read_file(dir.file("stderr"));
+  return r;
+}
+
+int spawn_chromium(const std::string& url, const std::vector<std::string>& extra, const std::string& log) {
+  return spawn_argv(chromium_argv(url, extra, log + ".profile"), log, log);
+}
+
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path) {
   return spawn_with(args, "/dev/null", out_path, out_path);
 }

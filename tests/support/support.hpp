@@ -60,6 +60,17 @@ RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string&
 std::string run_on_terminal(const std::vector<std::string>& args,
                             std::chrono::seconds limit = std::chrono::seconds(60));
 
+// Debian's Chromium, headless, with the flags a closed machine needs (no
+// background networking, a fresh profile), loading `url` and printing its DOM:
+// what it returns. `extra` flags go before the URL; `prefix` runs it through
+// another command (e.g. `ip netns exec NS`). Killed after `limit`.
+RunResult run_chromium(const std::string& url, const std::vector<std::string>& extra,
+                       std::chrono::seconds limit = std::chrono::seconds(40),
+                       const std::vector<std::string>& prefix = {});
+// Starts Chromium the same way in the background (stdout and stderr to `log`);
+// its pid, which is also its process group's: kill(-pid, SIGKILL) ends it all.
+int spawn_chromium(const std::string& url, const std::vector<std::string>& extra, const std::string& log);
+
 // Starts build/mitmwatch in the background with stdout/stderr to files; returns its pid.
 int spawn_mitmwatch(const std::vector<std::string>& args, const std::string& out_path);
 // Runs `args` in the background until `watched` holds `lines` lines (or 30 s
