@@ -70,7 +70,8 @@ std::string https_raw(const net::Endpoint& at, const std::string& sni, const std
 // the request's headers as JSON, so a test sees what the front passed on.
 class EchoBackend {
  public:
-  EchoBackend() {
+  explicit EchoBackend(time_t keep_alive_seconds = 5) {
+    server_.set_keep_alive_timeout(keep_alive_seconds);
     auto echo = [](const httplib::Request& req, httplib::Response& res) {
       nlohmann::json h = nlohmann::json::object();
       for (const auto& [k, v] : req.headers) h[k] = v;
@@ -119,6 +120,12 @@ class FpServerTest : public ::testing::Test {
   void TearDown() override {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
+  }
+  // Stops the server and closes what it holds (its kept backend connections),
+  // before a test's backend goes away.
+  void stop() {
+    TearDown();
+    server_.reset();
   }
   // The log, once it holds n records (or after 5 s).
   std::vector<nlohmann::json> log(size_t n) {
@@ -274,6 +281,27 @@ TEST_F(FpServerTest, InFrontOfASiteTheBackendHearsTheVerdictAndNotTheClientsClai
   for (const auto& rec : records)
     if (rec["verdict"].is_object()) ++with_verdict;
   EXPECT_GE(with_verdict, 5u);
+  stop();
+}
+
+// The front keeps backend connections for later requests; one the backend
+// closed while idle is replaced without the visitor noticing.
+TEST_F(FpServerTest, AKeptBackendConnectionTheBackendClosedIsReplaced) {
+  EchoBackend backend(1);  // closes idle connections after a second
+  drivers::FpServerOptions o;
+  o.upstream = backend.at();
+  start(o);
+  auto get = [&](const std::string& path) {
+    return https_raw(server_->local(), "site.test",
+                     "GET " + path + " HTTP/1.1\r\nHost: site.test\r\nConnection: close\r\n\r\n");
+  };
+  EXPECT_NE(get("/first").find("\"path\":\"/first\""), std::string::npos);
+  EXPECT_NE(get("/kept").find("\"path\":\"/kept\""), std::string::npos);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the kept connection is closed by now
+  auto after = get("/after");
+  EXPECT_EQ(after.rfind("HTTP/1.1 200 ", 0), 0u) << after;
+  EXPECT_NE(after.find("\"path\":\"/after\""), std::string::npos) << after;
+  stop();
 }
 
 TEST_F(FpServerTest, AKnownDevicesHelloIsInterceptedAndADeadBackendIsABadGateway) {
@@ -299,7 +327,7 @@ TEST_F(FpServerTest, AKnownDevicesHelloIsInterceptedAndADeadBackendIsABadGateway
   auto seen = nlohmann::json::parse(body_of(r));
   EXPECT_EQ(seen["headers"]["X-Mitmwatch-Verdict"].get<std::string>().rfind("intercepted; reason=\"the hello is a test box's own", 0), 0u)
       << seen;
-  TearDown();
+  stop();
   // No backend at all: 502, and the record says why.
   stop_ = false;
   log_.clear();
@@ -371,6 +399,7 @@ TEST_F(FpServerTest, RealChromiumIsOkOverTcpAndItsQuicHelloIsReadAsTsharkReadsIt
   auto theirs = test::read_file(dir.file("ja3.txt"));
   while (!theirs.empty() && theirs.back() == '\n') theirs.pop_back();
   EXPECT_EQ(theirs, quic["ja3_full"].get<std::string>());
+  stop();
 }
 
 TEST(Expectations, BadFilesAreNamed) {

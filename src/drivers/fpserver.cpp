@@ -192,6 +192,7 @@ struct FpServer::Impl {
     int status = 0, requests = 0;
     bool keep_alive = false, head_only = false;
     net::Fd upstream;  // to the site's backend, while it answers
+    bool upstream_reused = false;
     std::string upstream_out, upstream_in;
     size_t upstream_sent = 0;
     FpConnection facts;
@@ -209,6 +210,8 @@ struct FpServer::Impl {
 
   FpServerOptions options;
   net::Fd listener, udp;
+  std::vector<net::Fd> idle_upstreams;  // kept-alive connections to the backend, not in epoll while idle
+  static constexpr size_t kIdleUpstreams = 64;
   std::map<std::string, QuicClient> quic_clients;
   net::Endpoint local;
   tls::SslCtxPtr ctx;
@@ -374,14 +377,25 @@ struct FpServer::Impl {
     }
     out.headers.emplace_back("X-Forwarded-For", c.facts.client.ip.to_string());
     out.headers.emplace_back("X-Forwarded-Proto", "https");
-    out.headers.emplace_back("Connection", "close");
     return http::serialize(out) + c.request.substr(c.head->head_bytes, c.body_length);
   }
 
   bool start_upstream(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
     c.upstream_out = upstream_request(c, site_verdict(c.facts, fctx));
-    c.upstream_sent = 0;
-    c.upstream_in.clear();
+    c.phase = Phase::upstream;
+    c.deadline = Clock::now() + options.upstream_timeout;
+    // A backend connection kept from an earlier request, else a new one.
+    if (!idle_upstreams.empty()) {
+      c.upstream = std::move(idle_upstreams.back());
+      idle_upstreams.pop_back();
+      c.upstream_reused = true;
+      return send_upstream(id, c, fctx, log);
+    }
+    return connect_upstream(id, c, fctx, log);
+  }
+
+  bool connect_upstream(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    c.upstream_reused = false;
     sockaddr_storage addr{};
     socklen_t len = options.upstream->to_sockaddr(addr);
     c.upstream.reset(::socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
@@ -390,10 +404,29 @@ struct FpServer::Impl {
       bad_gateway(c, fmt::format("connecting to {}: {}", options.upstream->to_string(), std::strerror(errno)));
       return respond(id, c, fctx, log);
     }
+    int one = 1;
+    ::setsockopt(c.upstream.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return send_upstream(id, c, fctx, log);
+  }
+
+  bool send_upstream(uint64_t id, Conn& c, const FpServerContext& fctx, const std::function<void(const Json&)>& log) {
+    c.upstream_sent = 0;
+    c.upstream_in.clear();
     epoll.add(c.upstream.get(), EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, id | kUpstreamBit);
-    c.phase = Phase::upstream;
-    c.deadline = Clock::now() + options.upstream_timeout;
     return upstream_io(id, c, fctx, log);
+  }
+
+  // A kept backend connection that failed before any answer (the backend
+  // closed it while idle): once more on a new one, when that cannot repeat a
+  // request the backend acted on (nothing sent, or a method that is safe).
+  bool retry_fresh(uint64_t id, Conn& c, bool nothing_sent, const FpServerContext& fctx,
+                   const std::function<void(const Json&)>& log) {
+    const auto& m = c.head->method;
+    if (!c.upstream_reused || !c.upstream_in.empty() || !(nothing_sent || m == "GET" || m == "HEAD" || m == "OPTIONS"))
+      return false;
+    drop_upstream(c);
+    connect_upstream(id, c, fctx, log);
+    return true;
   }
 
   void bad_gateway(Conn& c, const std::string& why) {
@@ -417,6 +450,7 @@ struct FpServer::Impl {
       ssize_t n = ::send(fd, c.upstream_out.data() + c.upstream_sent, c.upstream_out.size() - c.upstream_sent, MSG_NOSIGNAL);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)) return true;
       if (n <= 0) {  // before any byte went: the connect itself failed
+        if (retry_fresh(id, c, c.upstream_sent == 0, fctx, log)) return true;
         bad_gateway(c, fmt::format("{}{}: {}", c.upstream_sent == 0 ? "connecting to " : "", options.upstream->to_string(),
                                    std::strerror(errno)));
         return respond(id, c, fctx, log);
@@ -429,10 +463,12 @@ struct FpServer::Impl {
       ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0) {
+        if (retry_fresh(id, c, false, fctx, log)) return true;
         bad_gateway(c, fmt::format("{}: {}", options.upstream->to_string(), std::strerror(errno)));
         return respond(id, c, fctx, log);
       }
       if (n == 0) {
+        if (retry_fresh(id, c, false, fctx, log)) return true;
         closed = true;
         break;
       }
@@ -508,7 +544,17 @@ struct FpServer::Impl {
     c.response.append(body.substr(0, body_length));
     c.status = out.status;
     c.sent = 0;
-    drop_upstream(c);
+    // The backend connection is kept for a later request when its framing
+    // allows and it did not ask to close.
+    bool reusable = framing.kind != http::BodyFraming::Kind::until_close && !closed && (*head)->version == "HTTP/1.1" &&
+                    !http::header_has_token((*head)->headers, "connection", "close") && body.size() == body_length &&
+                    idle_upstreams.size() < kIdleUpstreams;
+    if (reusable) {
+      epoll.remove(c.upstream.get());
+      idle_upstreams.push_back(std::move(c.upstream));
+    } else {
+      drop_upstream(c);
+    }
     c.phase = Phase::respond;
     return respond(id, c, fctx, log);
   }
