@@ -1,4 +1,5 @@
 #include "fingerprint/expectations.hpp"
+#include "io/json_member.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -12,7 +13,7 @@ namespace {
 
 tl::expected<Expectation, std::string> read_rule(const nlohmann::json& r, const std::string& where) {
   Expectation e;
-  e.name = r.value("name", "");
+  e.name = io::string_member(r, "name");
   bool any = false;
   for (auto [field, out] : {std::pair{"ja3", &e.ja3}, std::pair{"ja4", &e.ja4}, std::pair{"tlsfp", &e.tlsfp}}) {
     if (!r.contains(field)) continue;
@@ -54,7 +55,7 @@ tl::expected<Expectations, std::string> Expectations::from_json(std::string_view
     size_t n = 0;
     for (const auto& r : j["sources"]) {
       std::string where = fmt::format("{}: sources #{}", origin, ++n);
-      if (!r.is_object() || !r["cidr"].is_string()) return tl::unexpected(where + ": needs a \"cidr\"");
+      if (!r.is_object() || !r.contains("cidr") || !r["cidr"].is_string()) return tl::unexpected(where + ": needs a \"cidr\"");
       auto prefix = net::Prefix::parse(r["cidr"].get<std::string>());
       if (!prefix) return tl::unexpected(where + ": " + prefix.error());
       auto e = read_rule(r, where);
@@ -68,7 +69,7 @@ tl::expected<Expectations, std::string> Expectations::from_json(std::string_view
     size_t n = 0;
     for (const auto& r : j["user_agents"]) {
       std::string where = fmt::format("{}: user_agents #{}", origin, ++n);
-      if (!r.is_object() || !r["contains"].is_string() || r["contains"].get<std::string>().empty())
+      if (!r.is_object() || !r.contains("contains") || !r["contains"].is_string() || r["contains"].get<std::string>().empty())
         return tl::unexpected(where + ": needs a non-empty \"contains\"");
       auto e = read_rule(r, where);
       if (!e) return tl::unexpected(e.error());

@@ -1,4 +1,5 @@
 #include "fingerprint/fingerprint_registry.hpp"
+#include "io/json_member.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -23,11 +24,12 @@ tl::expected<FingerprintRegistry, std::string> FingerprintRegistry::from_json(st
   size_t n = 0;
   for (const auto& e : j["fingerprints"]) {
     ++n;
-    if (!e.is_object() || !e["name"].is_string())
+    // contains() first: operator[] of a const json on a missing key is undefined (ASan found it).
+    if (!e.is_object() || !e.contains("name") || !e["name"].is_string())
       return tl::unexpected(fmt::format("{}: fingerprint #{} needs a \"name\"", origin, n));
     KnownFingerprint k;
     k.name = e["name"].get<std::string>();
-    k.source = e.value("source", "");
+    k.source = io::string_member(e, "source");
     for (auto [field, out] : {std::pair{"ja3", &k.ja3}, std::pair{"ja4", &k.ja4}, std::pair{"tlsfp", &k.tlsfp}}) {
       if (!e.contains(field)) continue;
       if (!e[field].is_string() || e[field].get<std::string>().empty())

@@ -1,4 +1,5 @@
 #include "fingerprint/site_verdict.hpp"
+#include "io/json_member.hpp"
 
 #include <fmt/format.h>
 
@@ -84,11 +85,11 @@ tl::expected<BrowserTable, std::string> BrowserTable::from_json(std::string_view
     for (const auto& s : f["shapes"]) {
       HelloShape shape;
       if (!s.is_object()) return tl::unexpected(where("a shape is not an object"));
-      auto transport = s.value("transport", "");
+      auto transport = io::string_member(s, "transport");
       if (transport != "t" && transport != "q" && transport != "d")
         return tl::unexpected(where("\"transport\" must be \"t\", \"q\" or \"d\""));
       shape.transport = transport[0];
-      shape.version = s.value("version", "");
+      shape.version = io::string_member(s, "version");
       if (shape.version.size() != 2) return tl::unexpected(where("\"version\" must be JA4's two characters (\"13\")"));
       auto ciphers = range_of(s, "ciphers");
       if (!ciphers) return tl::unexpected(where(ciphers.error()));

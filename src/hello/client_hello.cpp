@@ -1,4 +1,5 @@
 #include "hello/client_hello.hpp"
+#include "io/json_member.hpp"
 
 #include "fingerprint/handshake_stream.hpp"
 #include "tls/ossl.hpp"
@@ -104,7 +105,7 @@ tl::expected<std::vector<Template>, std::string> parse_templates(std::string_vie
     if (!bytes) return tl::unexpected(where + ".hex: not hexadecimal");
     auto hello = hello_from_records(*bytes);
     if (!hello) return tl::unexpected(where + ".hex: " + hello.error());
-    Template tpl{t["name"].get<std::string>(), t.value("source", std::string()), std::move(*hello)};
+    Template tpl{t["name"].get<std::string>(), io::string_member(t, "source"), std::move(*hello)};
     out.push_back(std::move(tpl));
   }
   return out;

@@ -295,6 +295,7 @@ tl::expected<std::vector<CryptoFrame>, std::string> crypto_frames(Bytes payload)
 bool CryptoStream::add(const CryptoFrame& f) {
   ++frames_;
   if (overflowed_) return false;
+  if (f.data.empty()) return true;  // a CRYPTO frame of no bytes adds nothing
   if (f.offset > max_bytes_ || f.data.size() > max_bytes_ - f.offset) {
     overflowed_ = true;
     return false;
