@@ -53,19 +53,28 @@ int main(int argc, char** argv) {
     auto s = store::Store::open(where);
     if (!s) _exit(1);
     std::vector<double> claim_ms;
+    int busy = 0;
     for (;;) {
       auto c0 = Clock::now();
       auto job = fleet::claim(*s, fmt::format("agent-{}", a), "bench");
       claim_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - c0).count());
+      if (!job && job.error().find("locked") != std::string::npos && ++busy < 100) continue;  // SQLite: a writer waited too long
       if (!job) {
         fmt::print(stderr, "agent {}: {}\n", a, job.error());
         _exit(1);
       }
       if (!*job) break;
-      auto tx = s->transaction();
-      if (!tx || !fleet::lock_if_claimed(*s, **job).value_or(false) || !fleet::mark_done(*s, **job, {}) || !tx->commit())
-        _exit(1);
+      for (;;) {  // SQLite may answer "locked" when a writer waited past its busy timeout: again
+        auto tx = s->transaction();
+        if (!tx && tx.error().find("locked") != std::string::npos && ++busy < 100) continue;
+        if (!tx || !fleet::lock_if_claimed(*s, **job).value_or(false) || !fleet::mark_done(*s, **job, {}) || !tx->commit()) {
+          fmt::print(stderr, "agent {}: completing job {} failed\n", a, (*job)->id);
+          _exit(1);
+        }
+        break;
+      }
     }
+    if (busy) fmt::print(stderr, "agent {}: {} transactions retried after \"database is locked\"\n", a, busy);
     // Each agent's claim latencies, as text, to the parent.
     std::string text;
     for (double ms : claim_ms) text += fmt::format("{:.4f}\n", ms);

@@ -17,7 +17,11 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-bool retryable(const Error& e) { return e.find("(SQLSTATE 40") != std::string::npos; }
+// A serialization failure or deadlock (PostgreSQL), or a writer that waited
+// past SQLite's busy timeout: the transaction can simply run again.
+bool retryable(const Error& e) {
+  return e.find("(SQLSTATE 40") != std::string::npos || e.find("database is locked") != std::string::npos;
+}
 
 std::string last_line_of(const std::string& path) {
   std::ifstream in(path);

@@ -44,6 +44,9 @@ tl::expected<int, Error> schema_version(Database& db) {
 }
 
 tl::expected<int, Error> migrate(Database& db) {
+  // Up to date, the usual case: a read says so without taking the write lock
+  // (eight agents starting at once on SQLite would queue for it).
+  if (auto at = schema_version(db); at && *at == latest_schema_version()) return *at;
   auto tx = Transaction::begin(db);
   if (!tx) return tl::unexpected(tx.error());
   if (db.dialect() == Dialect::postgresql)  // two agents starting at once: one migrates, the other waits

