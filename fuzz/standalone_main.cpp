@@ -1,7 +1,8 @@
 // Replays fuzz inputs without libFuzzer, so every test run (under ASan and
 // UBSan) exercises each fuzz target: every file of the corpus folders given,
-// then a fixed number of deterministic mutations of each (bit flips,
-// truncations, splices). `fuzz_x DIR... [--mutations N]`.
+// then N deterministic mutations in all (bit flips, truncations, splices),
+// spread over the inputs in turn: the cost stays N however the corpus
+// grows with each campaign. `fuzz_x DIR... [--mutations N]`.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -18,10 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 
 int main(int argc, char** argv) {
   std::vector<std::vector<uint8_t>> inputs;
-  int mutations = 200;
+  long mutations = 2000;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--mutations") == 0 && i + 1 < argc) {
-      mutations = std::atoi(argv[++i]);
+      mutations = std::atol(argv[++i]);
       continue;
     }
     std::filesystem::path p(argv[i]);
@@ -47,7 +48,10 @@ int main(int argc, char** argv) {
   for (const auto& input : inputs) {
     LLVMFuzzerTestOneInput(input.data(), input.size());
     ++runs;
-    for (int m = 0; m < mutations; ++m) {
+  }
+  for (long m = 0; m < mutations; ++m) {
+    {
+      const auto& input = inputs[static_cast<size_t>(m) % inputs.size()];
       std::vector<uint8_t> x = input;
       switch (rng() % 4) {
         case 0:  // flip a few bits

@@ -318,7 +318,7 @@ TEST_F(CliTest, SweepFindsTheTriggersAndInfersTheStandInsRule) {
   // The stand-in forges on the 37 names and their subdomains, as a server
   // that reads the whole hello: it "reassembles" everything.
   auto eps = serve({world_->intercepted_site("a.example"), world_->intercepted_site("b.example")}, 7);
-  std::vector<std::string> args{"sweep", "--allow-private", "-q", "--ca-file", ca_file(), "--handshake-timeout", "3",
+  std::vector<std::string> args{"sweep", "--allow-private", "-q", "--rate", "0", "--per-target-rate", "0", "--ca-file", ca_file(), "--handshake-timeout", "3",
                                 eps[0].to_string(), eps[1].to_string(), "--infer-rule", "--domain", "vk.com",
                                 "--domain", "kaspi.kz", "--domain", "www.youtube.com"};
   auto r = test::run_mitmwatch(args);

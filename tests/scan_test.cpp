@@ -256,3 +256,21 @@ TEST_F(ScanTest, Ipv6Targets) {
   EXPECT_EQ(records[0].result.verdict, Verdict::intercepted);
   EXPECT_EQ(records::to_json(records[0])["target"], "[::1]:" + std::to_string(server_->endpoints()[0].port));
 }
+
+// The per-target rate spaces one address's handshakes (a burst of at most the
+// rate, then the rate), while other addresses' go on: a lower bound on time,
+// which no machine can beat.
+TEST_F(ScanTest, ThePerTargetRateSpacesOneAddresssHandshakes) {
+  auto eps = serve({world_->clean_site("a.example"), world_->clean_site("b.example")});
+  std::vector<std::string> snis;
+  for (int i = 0; i < 8; ++i) snis.push_back("s" + std::to_string(i) + ".example");
+  auto o = options(snis);
+  o.per_target_rate = 4;  // a burst of 4, then 4 a second: 9 handshakes to an address take >= 1.25 s
+  auto t0 = std::chrono::steady_clock::now();
+  auto records = scan(eps, o);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(records.size(), 16u);
+  EXPECT_EQ(last_stats_.handshakes, 18u);
+  EXPECT_GE(secs, 1.2) << "9 handshakes to one address at 4 a second after a burst of 4";
+  for (const auto& r : records) EXPECT_EQ(r.result.verdict, verdict::Verdict::clean);
+}

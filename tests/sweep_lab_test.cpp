@@ -50,7 +50,7 @@ class SweepLab {
 
   test::RunResult sweep(std::vector<std::string> extra) {
     std::vector<std::string> args{"lab", "exec", "--name", name_, "outside", "--", MW_BINARY, "sweep",
-                                  "--allow-private", "-q", "--ca-file", "/run/mitmwatch-lab/" + name_ + "/public-root.pem",
+                                  "--allow-private", "-q", "--rate", "0", "--per-target-rate", "0", "--ca-file", "/run/mitmwatch-lab/" + name_ + "/public-root.pem",
                                   "--handshake-timeout", "5", "10.70.0.1", "10.70.0.2"};
     args.insert(args.end(), extra.begin(), extra.end());
     return test::run_mitmwatch(args, "", std::chrono::seconds(300));

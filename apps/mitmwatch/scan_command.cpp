@@ -39,7 +39,9 @@ struct ScanFlags : OutputFlags {
   std::string control;
   int retries = 4;
   size_t concurrency = 1000;
-  double rate = 0;
+  // Polite by default, as zmap's and zgrab2's users are asked to be: raise them for your own servers.
+  double rate = 1000;
+  double per_target_rate = 10;
   double connect_timeout = 5;
   double handshake_timeout = 10;
   std::string source_ip;
@@ -67,6 +69,8 @@ int run_scan(const ScanFlags& f) {
       for (auto& s : read_lines(f.sni_file, "SNI file")) options.test_snis.push_back(s);
     if (options.test_snis.empty()) options.test_snis = {"facebook.com", "google.com"};  // the report's scan
     for (const auto& s : options.test_snis) check_domain(s, "SNI");
+    options.test_snis = without_opted_out(options.test_snis, opt_out_of(f.targets), "test SNIs", f.quiet);
+    if (options.test_snis.empty()) throw UsageError("every test SNI is on the opt-out list");
   }
   if (f.control.empty()) options.control_sni = random_control_name();
   else if (f.control != "none") {
@@ -76,10 +80,12 @@ int run_scan(const ScanFlags& f) {
   if (f.retries < 0 || f.retries > 100) throw UsageError("--retries must be 0..100");
   if (f.concurrency < 1 || f.concurrency > 200000) throw UsageError("--concurrency must be 1..200000");
   if (f.rate < 0) throw UsageError("--rate must be >= 0");
+  if (f.per_target_rate < 0) throw UsageError("--per-target-rate must be >= 0");
   if (f.connect_timeout <= 0 || f.handshake_timeout <= 0) throw UsageError("timeouts must be > 0 seconds");
   options.retries = f.retries;
   options.concurrency = f.concurrency;
   options.rate = f.rate;
+  options.per_target_rate = f.per_target_rate;
   options.connect_timeout = std::chrono::milliseconds(static_cast<long>(f.connect_timeout * 1000));
   options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(f.handshake_timeout * 1000));
   if (!f.source_ip.empty()) {
@@ -194,6 +200,8 @@ int run_scan(const ScanFlags& f) {
                stream->skipped_reserved());
   if (stream->skipped_blocklisted() && !f.quiet)
     fmt::print(stderr, "skipped {} blocklisted addresses\n", stream->skipped_blocklisted());
+  if (stream->skipped_opted_out() && !f.quiet)
+    fmt::print(stderr, "skipped {} addresses on the opt-out list\n", stream->skipped_opted_out());
   if (f.select_trusted) {
     fmt::print(stderr, "select-trusted: {} of {} targets presented a trusted chain ({:.1f} %)\n", trusted_selected,
                stats.targets, stats.targets ? 100.0 * trusted_selected / stats.targets : 0.0);
@@ -239,6 +247,9 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
                  "Control SNI; 'none' sends no SNI (default: a random name under example.com)");
   app.add_option("--retries", f->retries, "Retries of a test that differs from its control")->capture_default_str();
   app.add_option("-c,--concurrency", f->concurrency, "Handshakes in flight at once")->capture_default_str();
+  app.add_option("--per-target-rate", f->per_target_rate,
+                 "At most this many new handshakes per second to one address (0: no cap)")
+      ->capture_default_str();
   app.add_option("--rate", f->rate, "At most this many new handshakes per second (0: no cap)")
       ->capture_default_str();
   app.add_option("--connect-timeout", f->connect_timeout, "Seconds for the TCP connect")->capture_default_str();

@@ -31,14 +31,17 @@ struct SweepFlags : OutputFlags {
   bool infer_rule = false;
   int retries = 2;
   size_t concurrency = 500;
-  double rate = 0;
+  // Polite by default, as zmap's and zgrab2's users are asked to be: raise them for your own servers.
+  double rate = 1000;
+  double per_target_rate = 10;
   double connect_timeout = 5;
   double handshake_timeout = 10;
   std::string ca_file;
   std::string triggers_out;
 };
 
-std::vector<net::TargetSpec> servers_from_scan(const std::string& path, bool allow_private) {
+std::vector<net::TargetSpec> servers_from_scan(const std::string& path, const net::TargetFilter& filter) {
+  net::PrefixSet reserved(filter.reserved()), opted_out(filter.opted_out);
   std::ifstream in(path);
   if (!in) throw UsageError("--from-scan " + path + ": cannot open file");
   std::vector<net::TargetSpec> out;
@@ -55,9 +58,10 @@ std::vector<net::TargetSpec> servers_from_scan(const std::string& path, bool all
     auto spec = net::parse_target(target, 443, false);
     if (!spec || spec->prefix.count() != 1)
       throw UsageError(fmt::format("--from-scan {}: line {}: bad target '{}'", path, n, target));
-    if (!allow_private && net::is_reserved(spec->prefix.base))
+    if (reserved.contains(spec->prefix.base))
       throw UsageError(fmt::format("--from-scan {}: line {}: {} is reserved or private (--allow-private)", path, n,
                                    spec->prefix.base.to_string()));
+    if (opted_out.contains(spec->prefix.base)) continue;  // its owner asked not to be measured
     out.push_back(*spec);
   }
   if (out.empty()) throw UsageError("--from-scan " + path + ": no intercepted targets in it");
@@ -75,9 +79,8 @@ int run_sweep(const SweepFlags& f) {
   {
     std::unique_ptr<net::TargetStream> stream;
     if (!f.from_scan.empty()) {
-      net::TargetFilter filter;
-      filter.allow_reserved = f.servers.allow_private;
-      stream = std::make_unique<net::TargetStream>(servers_from_scan(f.from_scan, f.servers.allow_private), filter);
+      auto filter = target_filter(f.servers);
+      stream = std::make_unique<net::TargetStream>(servers_from_scan(f.from_scan, filter), filter);
     } else {
       stream = open_targets(f.servers);
     }
@@ -98,13 +101,15 @@ int run_sweep(const SweepFlags& f) {
       check_domain(d, "domain");
       if (unique.insert(d).second) kept.push_back(d);
     }
-    domains = std::move(kept);
+    domains = without_opted_out(kept, opt_out_of(f.servers), "domains", f.quiet);
+    if (domains.empty()) throw UsageError("every domain is on the opt-out list");
   }
   std::string control = f.control.empty() ? random_control_name() : f.control;
   check_domain(control, "--control");
   if (f.retries < 0 || f.retries > 100) throw UsageError("--retries must be 0..100");
   if (f.concurrency < 1 || f.concurrency > 100000) throw UsageError("--concurrency must be 1..100000");
   if (f.rate < 0) throw UsageError("--rate must be >= 0");
+  if (f.per_target_rate < 0) throw UsageError("--per-target-rate must be >= 0");
   if (f.connect_timeout <= 0 || f.handshake_timeout <= 0) throw UsageError("timeouts must be > 0 seconds");
   auto tls13 = tls::ClientProfile::tls13_only();
   auto profile = tls::ClientProfile::browser_like();
@@ -154,6 +159,7 @@ int run_sweep(const SweepFlags& f) {
     o.retries = f.retries;
     o.concurrency = f.concurrency;
     o.rate = f.rate;
+    o.per_target_rate = f.per_target_rate;
     o.connect_timeout = std::chrono::milliseconds(static_cast<long>(f.connect_timeout * 1000));
     o.handshake_timeout = std::chrono::milliseconds(static_cast<long>(f.handshake_timeout * 1000));
     drivers::SweepProbes probes(*tpl, !f.allow_tls13, phase.cases, control, *tls13, std::nullopt);
@@ -282,6 +288,9 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_flag("--infer-rule", f->infer_rule, "Probe each trigger with variants and state the matching rule");
   app.add_option("--retries", f->retries, "Retries of a test that differs from its control")->capture_default_str();
   app.add_option("-c,--concurrency", f->concurrency, "Handshakes in flight at once")->capture_default_str();
+  app.add_option("--per-target-rate", f->per_target_rate,
+                 "At most this many new handshakes per second to one address (0: no cap)")
+      ->capture_default_str();
   app.add_option("--rate", f->rate, "At most this many new handshakes per second (0: no cap)")->capture_default_str();
   app.add_option("--connect-timeout", f->connect_timeout, "Seconds for the TCP connect")->capture_default_str();
   app.add_option("--handshake-timeout", f->handshake_timeout, "Seconds for the server's flight")->capture_default_str();

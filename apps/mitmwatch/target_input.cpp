@@ -113,10 +113,62 @@ void add_target_options(CLI::App& app, TargetFlags& f) {
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("-i,--input", f.input, "Read targets from FILE, one a line ('-': stdin)");
   app.add_option("-p,--port", f.port, "Port for targets that name none")->capture_default_str();
-  app.add_option("--blocklist", f.blocklist, "Skip the prefixes listed in FILE (zmap's format)");
-  app.add_flag("--allow-private", f.allow_private, "Allow reserved and private ranges (127.0.0.0/8, 10/8, ...)");
+  app.add_option("--blocklist", f.blocklist, "Also skip the prefixes listed in FILE (zmap's format)");
+  app.add_flag("--allow-private", f.allow_private,
+               "Lift the default blocklist: reserved and private ranges (127.0.0.0/8, 10/8, ...) allowed");
+  app.add_option("--default-blocklist", f.default_blocklist,
+                 "Replace the shipped default blocklist (data/blocklist.conf: IANA special-purpose ranges) with FILE");
+  app.add_option("--opt-out", f.opt_out,
+                 "Opt-out list FILE: prefixes never measured, names never sent (also read: " + net::default_opt_out_path() + ")");
   app.add_option("--shard", f.shard, "Shard I of N (0-based, I/N); N machines cover each target once")
       ->capture_default_str();
+}
+
+namespace {
+std::vector<net::Prefix> read_prefix_file(const std::string& path, const char* flag) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(std::string(flag) + " " + path + ": cannot open file");
+  auto list = net::read_blocklist(in, path);
+  if (!list) throw UsageError(std::string(flag) + " " + list.error());
+  return std::move(*list);
+}
+}  // namespace
+
+net::OptOut opt_out_of(const TargetFlags& f) {
+  net::OptOut all;
+  std::vector<std::pair<std::string, std::string>> files;  // path, flag
+  if (std::ifstream probe(net::default_opt_out_path()); probe) files.emplace_back(net::default_opt_out_path(), "opt-out list");
+  for (const auto& p : f.opt_out) files.emplace_back(p, "--opt-out");
+  for (const auto& [path, flag] : files) {
+    std::ifstream in(path);
+    if (!in) throw UsageError(flag + " " + path + ": cannot open file");
+    auto o = net::read_opt_out(in, path);
+    if (!o) throw UsageError(flag + " " + o.error());
+    all.add(*o);
+  }
+  return all;
+}
+
+std::vector<std::string> without_opted_out(const std::vector<std::string>& names, const net::OptOut& o,
+                                           const std::string& what, bool quiet) {
+  std::vector<std::string> kept;
+  for (const auto& n : names)
+    if (!o.covers_name(n)) kept.push_back(n);
+  if (kept.size() < names.size() && !quiet)
+    fmt::print(stderr, "{} {} left out: on the opt-out list\n", names.size() - kept.size(), what);
+  return kept;
+}
+
+net::TargetFilter target_filter(const TargetFlags& f) {
+  net::TargetFilter filter;
+  filter.allow_reserved = f.allow_private;
+  if (!f.default_blocklist.empty()) filter.default_blocklist = read_prefix_file(f.default_blocklist, "--default-blocklist");
+  if (!f.blocklist.empty()) filter.blocklist = read_prefix_file(f.blocklist, "--blocklist");
+  filter.opted_out = opt_out_of(f).prefixes;
+  auto shard = net::Shard::parse(f.shard);
+  if (!shard) throw UsageError(shard.error());
+  filter.shard = *shard;
+  return filter;
 }
 
 std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool require) {
@@ -142,21 +194,8 @@ std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool requi
     specs.insert(specs.end(), more->begin(), more->end());
   }
   if (specs.empty() && require) throw UsageError("no targets in the input");
-  if (auto ok = net::check_reserved(specs, f.allow_private); !ok) throw UsageError(ok.error());
-
-  net::TargetFilter filter;
-  filter.allow_reserved = f.allow_private;
-  auto shard = net::Shard::parse(f.shard);
-  if (!shard) throw UsageError(shard.error());
-  filter.shard = *shard;
-  if (!f.blocklist.empty()) {
-    std::ifstream in(f.blocklist);
-    if (!in) throw UsageError("blocklist " + f.blocklist + ": cannot open file");
-    auto bl = net::read_blocklist(in, f.blocklist);
-    if (!bl) throw UsageError("blocklist " + bl.error());
-    filter.blocklist = std::move(*bl);
-  }
-
+  auto filter = target_filter(f);
+  if (auto ok = net::check_reserved(specs, filter); !ok) throw UsageError(ok.error());
   return std::make_unique<net::TargetStream>(std::move(specs), filter);
 }
 

@@ -2,6 +2,7 @@
 // which of them to take, SNI names, and the rules for the output file.
 #pragma once
 
+#include "net/opt_out.hpp"
 #include "net/targets.hpp"
 #include "store/record_sink.hpp"
 
@@ -19,11 +20,22 @@ struct TargetFlags {
   uint16_t port = 443;
   std::string blocklist;
   bool allow_private = false;
+  std::string default_blocklist;      // replaces data/blocklist.conf
+  std::vector<std::string> opt_out;   // more opt-out lists than the default one
   std::string shard = "0/1";
 };
 
-// Adds the positional targets, -i, -p, --blocklist, --allow-private, --shard.
+// Adds the positional targets, -i, -p, --blocklist, --allow-private,
+// --default-blocklist, --opt-out, --shard.
 void add_target_options(CLI::App& app, TargetFlags& f);
+// What is never measured: the default blocklist (shipped, replaced or lifted),
+// --blocklist, the opt-out lists' prefixes; and the shard. Throws UsageError.
+net::TargetFilter target_filter(const TargetFlags& f);
+// The opt-out lists: --opt-out FILEs and the default file when it exists.
+net::OptOut opt_out_of(const TargetFlags& f);
+// `names` without those on the opt-out list; says on stderr how many went.
+std::vector<std::string> without_opted_out(const std::vector<std::string>& names, const net::OptOut& o,
+                                           const std::string& what, bool quiet);
 // The filtered target stream; `require` false allows no targets at all.
 // Throws UsageError naming the bad input.
 std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool require = true);

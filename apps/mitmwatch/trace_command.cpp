@@ -50,7 +50,9 @@ struct TraceFlags : OutputFlags {
 std::string resume_key(const std::string& target, const std::string& sni) { return target + "\t" + sni; }
 
 // The (target, SNI) pairs a scan found intercepted.
-std::vector<drivers::TraceTarget> read_scan_file(const std::string& path, bool allow_private) {
+std::vector<drivers::TraceTarget> read_scan_file(const std::string& path, const net::TargetFilter& filter,
+                                                 const net::OptOut& opt_out) {
+  net::PrefixSet reserved(filter.reserved()), opted_out(filter.opted_out);
   std::ifstream in(path);
   if (!in) throw UsageError("--from-scan " + path + ": cannot open file");
   std::vector<drivers::TraceTarget> out;
@@ -64,9 +66,11 @@ std::vector<drivers::TraceTarget> read_scan_file(const std::string& path, bool a
     auto spec = net::parse_target(r["target"].get<std::string>(), 443, false);
     if (!spec || spec->prefix.count() != 1)
       throw UsageError(fmt::format("--from-scan {}: line {}: bad target '{}'", path, n, r["target"].dump()));
-    if (!allow_private && net::is_reserved(spec->prefix.base))
+    if (reserved.contains(spec->prefix.base))
       throw UsageError(fmt::format("--from-scan {}: line {}: {} is reserved or private (--allow-private traces it)",
                                    path, n, spec->prefix.base.to_string()));
+    // Owners who asked not to be measured, by address or by name.
+    if (opted_out.contains(spec->prefix.base) || opt_out.covers_name(r["sni"].get<std::string>())) continue;
     out.push_back({{spec->prefix.base, spec->port}, r["sni"].get<std::string>()});
   }
   return out;
@@ -93,10 +97,11 @@ int run_trace(const TraceFlags& f) {
   std::vector<drivers::TraceTarget> listed;
   std::unique_ptr<net::TargetStream> stream;
   if (!f.from_scan.empty()) {
-    listed = read_scan_file(f.from_scan, f.targets.allow_private);
+    listed = read_scan_file(f.from_scan, target_filter(f.targets), opt_out_of(f.targets));
     stream = open_targets(f.targets, false);
   } else {
     check_domain(f.sni, "--sni");
+    if (opt_out_of(f.targets).covers_name(f.sni)) throw UsageError("--sni " + f.sni + " is on the opt-out list");
     stream = open_targets(f.targets);
   }
   drivers::TraceOptions o;

@@ -54,6 +54,14 @@ struct SynFacts {
   std::string options;  // option kinds in order, p0f-like: "mss,nop,ws,sok,ts"
 };
 
+// QUIC: the version, the client's Destination Connection ID, how its hello came.
+struct FpQuic {
+  uint32_t version = 0;
+  std::vector<uint8_t> dcid;
+  size_t initials = 0, crypto_frames = 0;
+  std::vector<std::vector<uint8_t>> datagrams;  // the first few, as received
+};
+
 // One connection, as plain data.
 struct FpConnection {
   char transport = 't';  // 't' TCP, 'q' QUIC
@@ -67,14 +75,7 @@ struct FpConnection {
   std::string method, path, user_agent;
   std::string end;  // served, no-request, not-tls, malformed-hello, hello-too-large, handshake-failed, closed, *-timeout, server-stopped; quic-hello, quic-incomplete
   std::string detail;
-  // QUIC: the version, the client's Destination Connection ID, how its hello came.
-  struct Quic {
-    uint32_t version = 0;
-    std::vector<uint8_t> dcid;
-    size_t initials = 0, crypto_frames = 0;
-    std::vector<std::vector<uint8_t>> datagrams;  // the first few, as received
-  };
-  std::optional<Quic> quic;
+  std::optional<FpQuic> quic;
 };
 
 struct FpServerStats {

@@ -44,6 +44,22 @@ struct InFlight {
   uint32_t generation = 0;
 };
 
+// Tokens at `rate` a second, at most `burst` held. A rate of 0: always a token.
+struct TokenBucket {
+  double rate = 0, burst = 1, tokens = 1;
+  Clock::time_point last = Clock::now();
+  bool ready(Clock::time_point now) {
+    if (rate <= 0) return true;
+    tokens = std::min(burst, tokens + std::chrono::duration<double>(now - last).count() * rate);
+    last = now;
+    return tokens >= 1;
+  }
+  void take() {
+    if (rate > 0) tokens -= 1;
+  }
+  bool full() const { return rate <= 0 || tokens >= burst; }
+};
+
 struct Deadline {
   Clock::time_point at;
   size_t slot;
@@ -69,7 +85,9 @@ class ScanRun {
   void emit(TargetJob& job, uint64_t id, size_t sni_index);
   void wait_on(size_t slot, tls::Probe::Want want);
   void advance(size_t slot, tls::Probe::Want want);
-  bool take_token(Clock::time_point now);
+  // The first ready request whose destination may have another handshake now (ready_.size(): none).
+  size_t next_allowed(Clock::time_point now);
+  TokenBucket& bucket_of(const net::IpAddress& ip);
 
   const ScanOptions& options_;
   const tls::ClientProfile& profile_;
@@ -90,8 +108,8 @@ class ScanRun {
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
   std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> wakeups_;  // probes pacing their sends
   bool targets_exhausted_ = false;
-  double tokens_ = 1;
-  Clock::time_point last_refill_ = Clock::now();
+  TokenBucket global_{options_.rate, std::max(1.0, options_.rate / 20), 1};
+  std::unordered_map<std::string, TokenBucket> per_target_;  // by address
   ScanStats stats_;
 };
 
@@ -132,14 +150,26 @@ bool ScanRun::fill_from_targets() {
   return false;
 }
 
-bool ScanRun::take_token(Clock::time_point now) {
-  if (options_.rate <= 0) return true;
-  double elapsed = std::chrono::duration<double>(now - last_refill_).count();
-  last_refill_ = now;
-  tokens_ = std::min(std::max(1.0, options_.rate / 20), tokens_ + elapsed * options_.rate);
-  if (tokens_ < 1) return false;
-  tokens_ -= 1;
-  return true;
+TokenBucket& ScanRun::bucket_of(const net::IpAddress& ip) {
+  std::string key(reinterpret_cast<const char*>(ip.bytes.data()), ip.size());
+  auto it = per_target_.find(key);
+  if (it != per_target_.end()) return it->second;
+  if (per_target_.size() > 4 * options_.concurrency + 1024) {  // bounded: forget addresses at rest
+    auto now = Clock::now();
+    for (auto at = per_target_.begin(); at != per_target_.end();)
+      at = at->second.ready(now) && at->second.full() ? per_target_.erase(at) : std::next(at);
+  }
+  double burst = std::max(2.0, options_.per_target_rate);
+  return per_target_.emplace(std::move(key), TokenBucket{options_.per_target_rate, burst, burst}).first->second;
+}
+
+size_t ScanRun::next_allowed(Clock::time_point now) {
+  if (options_.per_target_rate <= 0) return ready_.empty() ? ready_.size() : 0;
+  // Look a little way down the queue: another target's request may go while this one's waits.
+  size_t window = std::min<size_t>(ready_.size(), 512);
+  for (size_t i = 0; i < window; ++i)
+    if (bucket_of(jobs_.at(ready_[i].job).target.ip).ready(now)) return i;
+  return ready_.size();
 }
 
 void ScanRun::start(const ProbeRequest& req) {
@@ -311,21 +341,31 @@ ScanStats ScanRun::run() {
       break;
     }
     auto now = Clock::now();
-    bool rate_limited = false;
+    bool rate_limited = false, target_limited = false;
     while (stats_.in_flight < options_.concurrency) {
       if (ready_.empty() && !fill_from_targets()) break;
-      if (!take_token(now)) {
+      if (!global_.ready(now)) {
         rate_limited = true;
         break;
       }
-      ProbeRequest req = ready_.front();
-      ready_.pop_front();
+      size_t pick = next_allowed(now);
+      if (pick == ready_.size()) {
+        // Every request in view waits for its destination: more targets may bring others.
+        if (ready_.size() < options_.concurrency && fill_from_targets()) continue;
+        target_limited = true;
+        break;
+      }
+      ProbeRequest req = ready_[pick];
+      ready_.erase(ready_.begin() + static_cast<ptrdiff_t>(pick));
+      global_.take();
+      if (options_.per_target_rate > 0) bucket_of(jobs_.at(req.job).target.ip).take();
       start(req);
     }
     if (stats_.in_flight == 0 && ready_.empty() && targets_exhausted_) break;
 
     int timeout_ms = 100;
     if (rate_limited) timeout_ms = std::max(1, static_cast<int>(1000.0 / options_.rate));
+    if (target_limited) timeout_ms = std::min(timeout_ms, std::max(1, static_cast<int>(1000.0 / options_.per_target_rate)));
     for (const auto* queue : {&deadlines_, &wakeups_}) {
       if (queue->empty()) continue;
       auto until = std::chrono::duration_cast<std::chrono::milliseconds>(queue->top().at - now).count();

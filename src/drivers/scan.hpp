@@ -30,6 +30,9 @@ struct ScanOptions {
   int retries = 4;
   size_t concurrency = 1000;
   double rate = 0;  // new handshakes per second; 0: no cap
+  // New handshakes per second to one address (all its ports); 0: no cap. A
+  // target's control and first tests may start together (a burst of 2 or rate).
+  double per_target_rate = 0;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds handshake_timeout{10000};
   std::optional<net::IpAddress> source_ip;

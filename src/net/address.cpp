@@ -1,5 +1,7 @@
 #include "net/address.hpp"
 
+#include "net/prefix_set.hpp"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
@@ -114,20 +116,8 @@ Endpoint Endpoint::from_sockaddr(const sockaddr* sa) {
 }
 
 bool is_reserved(const IpAddress& addr) {
-  static constexpr const char* kRanges[] = {
-      "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-      "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-      "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-      "::/128", "::1/128", "::ffff:0:0/96", "64:ff9b:1::/48", "100::/64", "2001::/23", "2001:db8::/32",
-      "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"};
-  static const std::vector<Prefix> ranges = [] {  // immutable once built
-    std::vector<Prefix> out;
-    for (const char* text : kRanges) out.push_back(*Prefix::parse(text));
-    return out;
-  }();
-  for (const Prefix& p : ranges)
-    if (p.contains(addr)) return true;
-  return false;
+  static const PrefixSet set(shipped_blocklist());  // immutable once built
+  return set.contains(addr);
 }
 
 size_t hash_flow(const IpAddress& a, const IpAddress& b, uint16_t a_port, uint16_t b_port) {

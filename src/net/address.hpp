@@ -51,8 +51,9 @@ struct Endpoint {
   friend bool operator==(const Endpoint&, const Endpoint&) = default;
 };
 
-// IANA special-purpose ranges: private, loopback, link-local, documentation,
-// multicast, reserved. Scanning them is refused unless asked for.
+// In the shipped blocklist (data/blocklist.conf): IANA special-purpose ranges
+// that are not globally reachable (private, loopback, link-local,
+// documentation), multicast, reserved. Scanning them is refused unless asked for.
 bool is_reserved(const IpAddress& addr);
 
 }  // namespace mw::net

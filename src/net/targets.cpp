@@ -133,17 +133,33 @@ tl::expected<Shard, std::string> Shard::parse(std::string_view text) {
   return s;
 }
 
-tl::expected<void, std::string> check_reserved(const std::vector<TargetSpec>& specs, bool allow_reserved) {
-  if (allow_reserved) return {};
-  for (const auto& spec : specs)
-    if (spec.prefix.count() == 1 && is_reserved(spec.prefix.base))
-      return tl::unexpected("target '" + spec.origin +
-                            "' is in a reserved or private range; pass --allow-private to scan it");
+const std::vector<Prefix>& TargetFilter::reserved() const {
+  static const std::vector<Prefix> none;
+  if (allow_reserved) return none;
+  return default_blocklist ? *default_blocklist : shipped_blocklist();
+}
+
+tl::expected<void, std::string> check_reserved(const std::vector<TargetSpec>& specs, const TargetFilter& filter) {
+  PrefixSet reserved(filter.reserved()), opted_out(filter.opted_out);
+  for (const auto& spec : specs) {
+    if (spec.prefix.count() != 1) continue;
+    if (reserved.contains(spec.prefix.base))
+      return tl::unexpected("target '" + spec.origin + "' is in " +
+                            (filter.default_blocklist ? std::string("the --default-blocklist")
+                                                      : std::string("a reserved or private range (data/blocklist.conf)")) +
+                            "; pass --allow-private to scan it");
+    if (opted_out.contains(spec.prefix.base))
+      return tl::unexpected("target '" + spec.origin + "' is on the opt-out list: its owner asked not to be measured");
+  }
   return {};
 }
 
 TargetStream::TargetStream(std::vector<TargetSpec> specs, TargetFilter filter)
-    : specs_(std::move(specs)), filter_(std::move(filter)) {}
+    : specs_(std::move(specs)),
+      filter_(std::move(filter)),
+      reserved_(filter_.reserved()),
+      blocklist_(filter_.blocklist),
+      opted_out_(filter_.opted_out) {}
 
 std::optional<Endpoint> TargetStream::next() {
   while (spec_ < specs_.size()) {
@@ -155,18 +171,16 @@ std::optional<Endpoint> TargetStream::next() {
     }
     Endpoint e{spec.prefix.at(offset_++), spec.port};
     if (!filter_.shard.owns(e)) continue;
-    if (!filter_.allow_reserved && is_reserved(e.ip)) {
+    if (reserved_.contains(e.ip)) {
       ++skipped_reserved_;
       continue;
     }
-    bool blocked = false;
-    for (const Prefix& p : filter_.blocklist)
-      if (p.contains(e.ip)) {
-        blocked = true;
-        break;
-      }
-    if (blocked) {
+    if (blocklist_.contains(e.ip)) {
       ++skipped_blocklisted_;
+      continue;
+    }
+    if (opted_out_.contains(e.ip)) {
+      ++skipped_opted_out_;
       continue;
     }
     return e;

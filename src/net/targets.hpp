@@ -3,6 +3,7 @@
 #pragma once
 
 #include "net/address.hpp"
+#include "net/prefix_set.hpp"
 
 #include <tl/expected.hpp>
 
@@ -42,14 +43,20 @@ struct Shard {
 };
 
 struct TargetFilter {
-  std::vector<Prefix> blocklist;
-  bool allow_reserved = false;
+  std::vector<Prefix> blocklist;  // --blocklist: more to skip
+  bool allow_reserved = false;    // --allow-private: the default blocklist lifted
   Shard shard;
+  std::vector<Prefix> opted_out;  // opt-out lists: owners who asked not to be measured
+  // --default-blocklist FILE: instead of the shipped list (data/blocklist.conf).
+  std::optional<std::vector<Prefix>> default_blocklist;
+  // The list reserved addresses are checked against: none, the replacement, or the shipped one.
+  const std::vector<Prefix>& reserved() const;
 };
 
-// Refuses a single reserved address outright (the user named it); reserved
-// addresses inside a larger prefix are skipped and counted instead.
-tl::expected<void, std::string> check_reserved(const std::vector<TargetSpec>& specs, bool allow_reserved);
+// Refuses a single address the user named outright when the default
+// blocklist or the opt-out list holds it; inside a larger prefix such
+// addresses are skipped and counted instead.
+tl::expected<void, std::string> check_reserved(const std::vector<TargetSpec>& specs, const TargetFilter& filter);
 
 class TargetStream {
  public:
@@ -57,6 +64,7 @@ class TargetStream {
   std::optional<Endpoint> next();
   uint64_t skipped_reserved() const { return skipped_reserved_; }
   uint64_t skipped_blocklisted() const { return skipped_blocklisted_; }
+  uint64_t skipped_opted_out() const { return skipped_opted_out_; }
   // Exact number of targets next() will yield, counted by a dry pass when the
   // input holds at most `limit` addresses; nullopt otherwise.
   std::optional<uint64_t> count(uint64_t limit = 20'000'000) const;
@@ -68,6 +76,8 @@ class TargetStream {
   uint64_t offset_ = 0;
   uint64_t skipped_reserved_ = 0;
   uint64_t skipped_blocklisted_ = 0;
+  uint64_t skipped_opted_out_ = 0;
+  PrefixSet reserved_, blocklist_, opted_out_;
 };
 
 }  // namespace mw::net
