@@ -238,6 +238,38 @@ TEST_F(LabTest, TtlLimitedClientHelloFindsTheDeviceBetweenHopsFourAndFive) {
   EXPECT_EQ(answer.find(hex_of("Lab Public CA")), std::string::npos);
 }
 
+// Root only to make namespaces, bind NFQUEUE and open files: the lab's
+// servers then run as an unprivileged user with no capability, the device with
+// only CAP_NET_ADMIN and CAP_NET_RAW (TCP_REPAIR, IP_TRANSPARENT, verdicts).
+TEST_F(LabTest, TheLabsProcessesRunAsAnUnprivilegedUserWithNoMoreThanTheyUse) {
+  auto status_of = [](const std::string& ready) {
+    auto pid = test::read_file(ready);
+    while (!pid.empty() && pid.back() == '\n') pid.pop_back();
+    std::map<std::string, std::string> fields;
+    std::istringstream in(test::read_file("/proc/" + pid + "/status"));
+    for (std::string line; std::getline(in, line);) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos) fields[line.substr(0, colon)] = line.substr(line.find_first_not_of(" \t", colon + 1));
+    }
+    return fields;
+  };
+  std::string run = "/run/mitmwatch-lab/" + name_ + "/run/";
+  auto device = status_of(run + "device.ready");
+  ASSERT_FALSE(device.empty());
+  EXPECT_EQ(device["Uid"].substr(0, 6), "65534\t") << "nobody: " << device["Uid"];
+  EXPECT_EQ(device["CapEff"], "0000000000003000") << "net_admin and net_raw only";
+  EXPECT_EQ(device["CapBnd"], "0000000000003000");
+  EXPECT_EQ(device["NoNewPrivs"], "1");
+  for (const auto& p : status_["prefixes"]) {
+    auto server = status_of(run + "serve-" + p["name"].get<std::string>() + ".ready");
+    ASSERT_FALSE(server.empty()) << p["name"];
+    EXPECT_EQ(server["Uid"].substr(0, 6), "65534\t") << server["Uid"];
+    EXPECT_EQ(server["CapEff"], "0000000000000000");
+    EXPECT_EQ(server["CapPrm"], "0000000000000000");
+  }
+  // And the lab still intercepts: the other tests of this suite run on it.
+}
+
 TEST_F(LabTest, SwitchingTheDeviceOffStopsInterception) {
   auto sw = test::run_mitmwatch({"lab", "device", "off", "--name", name_});
   ASSERT_EQ(sw.exit_code, 0) << sw.err;

@@ -201,6 +201,19 @@ TEST_F(TraceLab, LocatesTheDeviceFromBothVantagesWithTheRightRoutersAndASilentHo
     expect_hop(rec, 3, r[3]);
   }
   EXPECT_EQ(in.at("10.71.0.4")["verdict"], "not-observed");
+
+  // Root only to open the capture and raw sockets: then nobody, no capability, and still a trace.
+  auto as_nobody = test::run_mitmwatch({"lab", "exec", "--name", lab.name, "outside", "--", MW_BINARY, "trace",
+                                        "--allow-private", "--ca-file", lab.ca(), "--probe-timeout", "0.5", "--user",
+                                        "nobody", "10.70.0.1"},
+                                       "", std::chrono::seconds(120));
+  ASSERT_EQ(as_nobody.exit_code, 0) << as_nobody.err;
+  EXPECT_NE(as_nobody.err.find("running as nobody (uid 65534), capabilities: none"), std::string::npos) << as_nobody.err;
+  EXPECT_EQ(test::parse_lines(as_nobody.out).at(0)["injector_hop"], 5);
+  auto as_root = test::run_mitmwatch({"lab", "exec", "--name", lab.name, "outside", "--", MW_BINARY, "trace",
+                                      "--allow-private", "--user", "root", "10.70.0.1"});
+  EXPECT_EQ(as_root.exit_code, 1);
+  EXPECT_NE(as_root.err.find("--user root: that is root"), std::string::npos) << as_root.err;
 }
 
 TEST_F(TraceLab, TheDeviceMovedInTheConfigIsFoundWhereItMoved) {

@@ -7,10 +7,12 @@
 #include "target_input.hpp"
 #include "drivers/fpserver.hpp"
 #include "io/jsonl.hpp"
+#include "net/privileges.hpp"
 
 #include <fmt/format.h>
 
 #include <csignal>
+#include <unistd.h>
 
 namespace mw::app {
 namespace {
@@ -28,6 +30,7 @@ struct FpFlags : OutputFlags {
   bool quic = false;
   std::string upstream, browsers;
   double upstream_timeout = 30;
+  std::string user = net::default_unprivileged_user();
   size_t max_body = 1 << 20;
 };
 
@@ -113,6 +116,11 @@ int run_fpserver(const FpFlags& f) {
   auto out = store::RecordSink::open(sink);
   if (!out) throw std::runtime_error(out.error());
 
+  // Port 443 bound and the log open: a server run as root goes on as an
+  // unprivileged user with no capabilities.
+  auto dropped = net::drop_to_user(f.user);
+  if (!dropped) throw std::runtime_error("giving up privileges: " + dropped.error());
+  if (!f.quiet && geteuid() != 0) fmt::print(stderr, "fpserver: sockets open; running as {}\n", dropped->describe());
   std::signal(SIGINT, on_fpserver_signal);
   std::signal(SIGTERM, on_fpserver_signal);
   std::signal(SIGPIPE, SIG_IGN);
@@ -193,6 +201,8 @@ Exit codes: 0 stopped by SIGINT/SIGTERM; 1 runtime failure; 2 bad usage.)");
   app.add_option("--browsers", f->browsers, "Browser families and their hello shapes (default: built in, data/browser-fingerprints.json)");
   app.add_option("--upstream-timeout", f->upstream_timeout, "Seconds for the backend's whole response")->capture_default_str();
   app.add_option("--max-body", f->max_body, "Largest request body passed on, in bytes")->capture_default_str();
+  app.add_option("--user", f->user, "Run as root? Once the sockets and files are open, go on as this user with no capabilities")
+      ->capture_default_str();
   app.add_flag("--quic", f->quic, "Also read QUIC Initials on the same UDP port: their ClientHellos are logged (transport quic), nothing is answered");
   app.add_flag("-q,--quiet", f->quiet, "No messages on stderr");
   add_store_options(app, *f);

@@ -164,7 +164,7 @@ Example:
     if (delay_run->parsed()) {
       auto plan = lab::running_plan(f->name);
       if (!plan) throw std::runtime_error(plan.error());
-      return lab::run_link_delay(plan->config.link_delay_ms, lab::state_dir(f->name) + "/delay-" + f->prefix + ".ready");
+      return lab::run_link_delay(plan->config.link_delay_ms, lab::run_dir(f->name) + "/delay-" + f->prefix + ".ready");
     }
     if (device->parsed()) {
       require_root();

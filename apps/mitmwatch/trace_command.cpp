@@ -44,6 +44,7 @@ struct TraceFlags : OutputFlags {
   std::vector<std::string> asn_dbs;
   std::string pcap;
   std::string interface = "any";
+  std::string user = net::default_unprivileged_user();
   std::string summarize;
 };
 
@@ -176,8 +177,11 @@ int run_trace(const TraceFlags& f) {
   }
   auto out = store::RecordSink::open(sink_options(f, "trace"));
   if (!out) throw std::runtime_error(out.error());
-  auto dropped = net::drop_all_capabilities();
+  // Everything privileged is open (capture, raw socket) and every file too:
+  // the rest runs as an unprivileged user with no capabilities.
+  auto dropped = net::drop_to_user(f.user);
   if (!dropped) throw std::runtime_error("giving up privileges: " + dropped.error());
+  if (!f.quiet) fmt::print(stderr, "trace: sockets open; running as {}\n", dropped->describe());
 
   // 3. Run.
   std::optional<uint64_t> total;
@@ -294,6 +298,8 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
       ->allow_extra_args(false)->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_option("--pcap", f->pcap, "Write every packet of the trace (probes, answers, ICMP) to FILE");
   app.add_option("--interface", f->interface, "Capture on this interface")->capture_default_str();
+  app.add_option("--user", f->user, "Once the capture and raw sockets are open, run as this user with no capabilities")
+      ->capture_default_str();
   add_output_options(app, *f, "trace", "No progress bar or notes; the summary still goes to stderr");
   app.add_option("--summarize", f->summarize, "Print the aggregate of an existing trace file and exit");
   return [f] { return run_trace(*f); };

@@ -7,6 +7,7 @@
 #include "lab/lab.hpp"
 #include "lab/schedule.hpp"
 #include "net/fd.hpp"
+#include "net/privileges.hpp"
 #include "tls/socket_bio.hpp"
 #include "tls/trust.hpp"
 
@@ -23,7 +24,9 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <nlohmann/json.hpp>
+#include <linux/capability.h>
 #include <poll.h>
+#include <unistd.h>
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
@@ -241,10 +244,12 @@ class Device {
   void probe_loop();
   void key_loop();
   void stats_loop();
+  fs::path key_cache_file() const;
 
   std::string name_;
   LabConfig config_;
-  fs::path dir_;
+  fs::path dir_, run_;  // the lab's state (read), and where the device writes once unprivileged
+  std::ofstream key_cache_;  // appended to by key_loop: opened while root
   certs::Authority kz_ca_;
   tls::TrustStore trust_ = tls::TrustStore::empty();
   tls::SslCtxPtr server_ctx_, upstream_ctx_;
@@ -328,11 +333,13 @@ void Device::probe_loop() {
 
 // RSA keygen costs ~200 ms here: keys are made ahead on a thread and kept in
 // a cache file across labs, so a hijack rarely waits for one.
+fs::path Device::key_cache_file() const {
+  return fs::path("/var/cache/mitmwatch-lab") /
+         fmt::format("rsa{}-e{}.pem", config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
+}
+
 void Device::key_loop() {
-  fs::path cache = "/var/cache/mitmwatch-lab";
-  std::error_code ec;
-  fs::create_directories(cache, ec);
-  fs::path file = cache / fmt::format("rsa{}-e{}.pem", config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
+  fs::path file = key_cache_file();
   size_t cached = 0;
   {
     tls::BioPtr bio(BIO_new_file(file.c_str(), "r"));
@@ -353,8 +360,8 @@ void Device::key_loop() {
       if (keys_.size() >= kKeyPoolTarget || stop_) continue;
     }
     auto key = certs::make_rsa_key(config_.forgery.rsa_bits, config_.forgery.rsa_exponent);
-    if (cached < 512) {
-      std::ofstream(file, std::ios::app) << certs::key_to_pem(key.get());
+    if (cached < 512) {  // opened while the device was root
+      key_cache_ << certs::key_to_pem(key.get()) << std::flush;
       ++cached;
     }
     std::lock_guard lock(keys_mu_);
@@ -637,15 +644,17 @@ void Device::stats_loop() {
                                                     {"too_many_sessions", pass_busy_.load()},
                                                     {"hello_not_whole", pass_not_whole_hello_.load()}}},
                                 {"data_on_unknown_flows", unknown_flow_data_.load()}};
-    std::ofstream(dir_ / "device.json.tmp") << j.dump() << "\n";
+    // In a directory of the device's own user: it writes there after giving up root.
+    std::ofstream(run_ / "device.json.tmp") << j.dump() << "\n";
     std::error_code ec;
-    fs::rename(dir_ / "device.json.tmp", dir_ / "device.json", ec);
+    fs::rename(run_ / "device.json.tmp", run_ / "device.json", ec);
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
   }
 }
 
 int Device::run() {
   dir_ = state_dir(name_);
+  run_ = run_dir(name_);
   auto root = certs::read_pem_file((dir_ / "public-root.pem").string());
   auto ca_cert = certs::read_pem_file((dir_ / "kz-ca.pem").string());
   auto ca_key = certs::read_key_pem_file((dir_ / "kz-ca.key").string());
@@ -687,13 +696,28 @@ int Device::run() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // What it writes later, made while root: its state directory (given to
+  // the unprivileged user) and the key cache, open for appending.
+  std::string user = net::default_unprivileged_user();
+  std::error_code ec;
+  fs::create_directories(key_cache_file().parent_path(), ec);
+  key_cache_.open(key_cache_file(), std::ios::app);
+  // NFQUEUE bound: from here on the device needs only CAP_NET_ADMIN (TCP_REPAIR,
+  // IP_TRANSPARENT) and CAP_NET_RAW, as an unprivileged user; before its
+  // threads start, since capabilities are per thread.
+  auto dropped = net::drop_to_user(user, {CAP_NET_ADMIN, CAP_NET_RAW});
+  if (!dropped) {
+    fmt::print(stderr, "device: giving up root: {}\n", dropped.error());
+    return 1;
+  }
+  fmt::print(stderr, "device: running as {}\n", dropped->describe());
   std::thread prober(&Device::probe_loop, this), keys(&Device::key_loop, this), stats(&Device::stats_loop, this);
   std::thread waiter([&] {
     int sig;
     sigwait(&set, &sig);
     stop_ = true;
   });
-  std::ofstream(dir_ / "device.ready") << getpid() << "\n";
+  std::ofstream(run_ / "device.ready") << getpid() << "\n";
   fmt::print(stderr, "device: watching port-443 flows; {} triggers\n", config_.device.triggers.size());
   int fd = nfq_fd(h);
   char buf[65536 + 4096];

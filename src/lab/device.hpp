@@ -10,7 +10,7 @@
 namespace mw::lab {
 
 // Runs until SIGTERM. Reads the lab's configuration and CAs from its state
-// directory; writes counters to <state>/device.json and reads the on/off
+// directory; writes counters to <state>/run/device.json and reads the on/off
 // switch from <state>/device-enabled.
 int run_device(const std::string& lab_name);
 

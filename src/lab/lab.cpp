@@ -1,5 +1,7 @@
 #include "lab/lab.hpp"
 
+#include "net/privileges.hpp"
+
 #include "lab/link_delay.hpp"
 
 #include "certs/issue.hpp"
@@ -10,6 +12,8 @@
 #include "lab/tls_server.hpp"
 
 #include <fmt/format.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <filesystem>
@@ -71,8 +75,9 @@ std::vector<Argv> build_commands(const LabPlan& p) {
   for (const auto& ns : p.all_namespaces()) {
     cmds.push_back({"ip", "-n", ns, "link", "set", "lo", "up"});
     // TCP timestamps off: the device's take-over carries sequence numbers and
-    // windows over, not timestamp state.
-    for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.tcp_timestamps=0", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+    // windows over, not timestamp state. Any port unprivileged: the lab's
+    // servers bind 443 after they have given up root.
+    for (const char* key : {"net.ipv4.ip_forward=1", "net.ipv4.tcp_timestamps=0", "net.ipv4.ip_unprivileged_port_start=0", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
                             "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0"})
       cmds.push_back({"ip", "netns", "exec", ns, "sysctl", "-qw", key});
   }
@@ -130,6 +135,7 @@ std::vector<Argv> build_commands(const LabPlan& p) {
 }  // namespace
 
 std::string state_dir(const std::string& lab_name) { return "/run/mitmwatch-lab/" + lab_name; }
+std::string run_dir(const std::string& lab_name) { return state_dir(lab_name) + "/run"; }
 
 net::IpAddress server_address(const PrefixConfig& prefix, int i) { return prefix.cidr.at(static_cast<uint64_t>(i) + 1); }
 
@@ -158,6 +164,11 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
     return tl::unexpected(why);
   };
   write_text(dir / "config.toml", config.source_toml);
+  // Where the lab's processes write once they have given up root.
+  fs::path run_path = run_dir(config.name);
+  fs::create_directories(run_path, ec);
+  if (struct passwd* pw = getpwnam(net::default_unprivileged_user().c_str()))
+    if (::chown(run_path.c_str(), pw->pw_uid, pw->pw_gid) != 0) return fail(run_path.string() + ": chown failed");
   log("certificate authorities (public, and the interception root " + config.forgery.root_name + ")");
   make_authorities(config, dir);
   log(fmt::format("{} namespaces, {} links", plan.all_namespaces().size(), plan.links.size()));
@@ -173,7 +184,7 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
     servers += s.prefix.servers;
   }
   for (const auto& s : plan.servers) {
-    auto ready = dir / ("serve-" + s.prefix.name + ".ready");
+    auto ready = run_path / ("serve-" + s.prefix.name + ".ready");
     for (int i = 0; i < 300 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!fs::exists(ready))
       return fail("server process of prefix '" + s.prefix.name + "' did not start: " +
@@ -188,7 +199,7 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
       if (!pid) return fail(pid.error());
     }
     for (size_t i = 0; i < plan.routers.size(); ++i) {
-      auto ready = dir / ("delay-r" + std::to_string(i + 1) + ".ready");
+      auto ready = run_path / ("delay-r" + std::to_string(i + 1) + ".ready");
       for (int n = 0; n < 300 && !fs::exists(ready); ++n) std::this_thread::sleep_for(std::chrono::milliseconds(20));
       if (!fs::exists(ready)) return fail("link delay of router r" + std::to_string(i + 1) + " did not start");
     }
@@ -206,7 +217,7 @@ tl::expected<void, std::string> lab_up(const LabConfig& config, const UpOptions&
     auto pid = spawn_in(plan.device, {options.self_exe, "lab", "device-run", "--name", config.name},
                         (dir / "device.log").string());
     if (!pid) return fail(pid.error());
-    auto ready = dir / "device.ready";
+    auto ready = run_path / "device.ready";
     for (int i = 0; i < 300 && !fs::exists(ready); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!fs::exists(ready)) return fail("the interception device did not start: " + read_text(dir / "device.log"));
     log(fmt::format("interception device between r{} and r{} ({} triggers, {})", config.device_after,
@@ -262,7 +273,8 @@ tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& 
   }
   for (const auto& ns : plan->all_namespaces()) missing += exists(ns) ? 0 : 1;
   j["prefixes"] = prefixes;
-  auto counters = nlohmann::ordered_json::parse(read_text(fs::path(state_dir(lab_name)) / "device.json"), nullptr, false);
+  auto counters =
+      nlohmann::ordered_json::parse(read_text(fs::path(run_dir(lab_name)) / "device.json"), nullptr, false);
   if (!plan->device.empty() && !counters.is_discarded()) j["device"]["state"] = counters;
   j["namespaces_missing"] = missing;
   return j;
@@ -293,38 +305,44 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);  // the server's threads inherit the mask
 
-  // Every server's site, by address: EC P-256 leaves are cheap to make at start.
-  auto sites = std::make_shared<std::unordered_map<std::string, std::shared_ptr<const Site>>>();
+  // A listener on each server's address (not the wildcard: another server
+  // run by someone else, as fpserver in the tests, may take a free address of
+  // the prefix). EC P-256 leaves are cheap to make at start.
+  std::vector<Listener> listeners;
   for (int i = 0; i < prefix->servers; ++i) {
     auto addr = server_address(*prefix, i);
     std::string name = fmt::format("s{}.{}.lab.example", i + 1, prefix->name);
     auto site = std::make_shared<Site>();
     site->chain = std::make_shared<certs::ServedChain>(server_untrusted(*prefix, i) ? certs::make_self_signed(name)
                                                                                     : certs::make_leaf(*ca, {name}, {&*ca}));
-    (*sites)[addr.to_string()] = site;
+    listeners.push_back({{addr, 443}, std::move(site)});
   }
-  Listener any{{*net::IpAddress::parse("0.0.0.0"), 443}, nullptr,
-               [sites](const net::Endpoint& local) -> std::shared_ptr<const Site> {
-                 auto it = sites->find(local.ip.to_string());
-                 return it == sites->end() ? nullptr : it->second;
-               }};
   // Every ClientHello the servers see, for tests and for people: the device's
   // upstream ClientHello is not the client's.
   auto hello_log = std::make_shared<std::ofstream>(dir / ("hellos-" + prefix_name + ".jsonl"), std::ios::app);
   auto hello_mu = std::make_shared<std::mutex>();
+  // Certificates made, the log open, port 443 unprivileged in this namespace:
+  // the servers run as an unprivileged user with no capability (before their
+  // threads start: capabilities are per thread).
+  auto dropped = net::drop_to_user(net::default_unprivileged_user());
+  if (!dropped) {
+    fmt::print(stderr, "lab serve: giving up root: {}\n", dropped.error());
+    return 1;
+  }
   TlsServer::Options options{2, 10000, [hello_log, hello_mu](const HelloSeen& h) {
                                nlohmann::ordered_json j = {{"peer", h.peer.to_string()}, {"server", h.local.to_string()},
                                                            {"sni", h.sni}, {"shape", h.shape}};
                                std::lock_guard lock(*hello_mu);
                                *hello_log << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n" << std::flush;
                              }};
-  auto server = TlsServer::start({any}, options);
+  auto server = TlsServer::start(std::move(listeners), options);
   if (!server) {
     fmt::print(stderr, "lab serve: {}\n", server.error());
     return 1;
   }
-  write_text(dir / ("serve-" + prefix_name + ".ready"), std::to_string(getpid()) + "\n");
-  fmt::print(stderr, "lab serve: {} servers of prefix {} on port 443\n", prefix->servers, prefix_name);
+  write_text(fs::path(run_dir(lab_name)) / ("serve-" + prefix_name + ".ready"), std::to_string(getpid()) + "\n");
+  fmt::print(stderr, "lab serve: {} servers of prefix {} on port 443, as {}\n", prefix->servers, prefix_name,
+             dropped->describe());
   int sig = 0;
   sigwait(&set, &sig);
   return 0;

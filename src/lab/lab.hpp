@@ -13,6 +13,9 @@ namespace mw::lab {
 
 // Where a lab keeps its certificates, keys, logs and process ids.
 std::string state_dir(const std::string& lab_name);
+// <state>/run: the lab's processes, unprivileged once started, write only there
+// (readiness, the device's counters); owned by that user.
+std::string run_dir(const std::string& lab_name);
 
 struct UpOptions {
   std::string self_exe;  // the mitmwatch binary, run inside namespaces

@@ -1,5 +1,9 @@
 #include "lab/link_delay.hpp"
 
+#include "net/privileges.hpp"
+
+#include <linux/capability.h>
+
 // netinet/in.h before the netfilter headers, which pull in linux/in.h otherwise.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -65,6 +69,15 @@ int run_link_delay(int delay_ms, const std::string& ready_file) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // The queue is bound: verdicts still need CAP_NET_ADMIN (nfnetlink asks for
+  // it on every message), the rest of root does not.
+  auto dropped = net::drop_to_user(net::default_unprivileged_user(), {CAP_NET_ADMIN});
+  if (!dropped) {
+    fmt::print(stderr, "link delay: giving up root: {}\n", dropped.error());
+    nfq_destroy_queue(qh);
+    nfq_close(h);
+    return 1;
+  }
   std::ofstream(ready_file) << getpid() << "\n";
   int fd = nfq_fd(h);
   char buf[4096];
