@@ -1,5 +1,7 @@
 #include "lab/config.hpp"
 
+#include "lab/tls_server.hpp"
+
 #include "lab/schedule.hpp"
 #include "lab/stand_in.hpp"
 
@@ -118,6 +120,15 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       pc.untrusted = get_or<int>(p, "untrusted", 0);
       pc.attach = get_or<int>(p, "attach", 1);
       pc.via_device = get_or<bool>(p, "via_device", true);
+      if (p.contains("hostile")) {
+        const auto& h = p.at("hostile");
+        if (h.is_string()) pc.hostile = {h.as_string()};
+        else pc.hostile = get_or<std::vector<std::string>>(p, "hostile", std::vector<std::string>{});
+        for (const auto& mode : pc.hostile)
+          if (mode != "huge-chain" && !misbehaviour_named(mode))
+            return tl::unexpected(origin + ": " + where + ".hostile: '" + mode +
+                                  "' is not garbage, drip, stall, reset, never-finish, huge-hello or huge-chain");
+      }
       if (pc.servers < 1 || static_cast<uint64_t>(pc.servers) + 2 > cidr->count() || pc.untrusted < 0 ||
           pc.untrusted > pc.servers)
         return tl::unexpected(origin + ": " + where + ": servers must be 1..(prefix size - 2), untrusted 0..servers");

@@ -23,6 +23,9 @@ struct PrefixConfig {
   int untrusted = 0;
   int attach = 1;
   bool via_device = true;
+  // Hostile servers: their modes in turn, server by server ("garbage", "drip",
+  // "stall", "reset", "never-finish", "huge-hello", "huge-chain"); empty: none.
+  std::vector<std::string> hostile;
 };
 
 struct ForgeryConfig {

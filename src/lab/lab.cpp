@@ -266,8 +266,11 @@ tl::expected<nlohmann::ordered_json, std::string> lab_status(const std::string& 
     nlohmann::ordered_json behind = nlohmann::ordered_json::object();
     for (const auto& v : plan->config.vantages) behind[v.name] = plan->crosses_device(v.name, s.prefix);
     nlohmann::ordered_json addresses = nlohmann::ordered_json::array();
-    for (int i = 0; i < s.prefix.servers; ++i)
+    for (int i = 0; i < s.prefix.servers; ++i) {
       addresses.push_back({{"address", server_address(s.prefix, i).to_string()}, {"trusted", !server_untrusted(s.prefix, i)}});
+      if (!s.prefix.hostile.empty())
+        addresses.back()["hostile"] = s.prefix.hostile[static_cast<size_t>(i) % s.prefix.hostile.size()];
+    }
     prefixes.push_back({{"name", s.prefix.name}, {"cidr", s.prefix.cidr.to_string()}, {"namespace", s.ns},
                         {"attach", s.prefix.attach}, {"behind_device_from", behind}, {"servers", addresses}});
   }
@@ -313,8 +316,20 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
     auto addr = server_address(*prefix, i);
     std::string name = fmt::format("s{}.{}.lab.example", i + 1, prefix->name);
     auto site = std::make_shared<Site>();
-    site->chain = std::make_shared<certs::ServedChain>(server_untrusted(*prefix, i) ? certs::make_self_signed(name)
-                                                                                    : certs::make_leaf(*ca, {name}, {&*ca}));
+    auto chain = server_untrusted(*prefix, i) ? certs::make_self_signed(name) : certs::make_leaf(*ca, {name}, {&*ca});
+    std::string hostile = prefix->hostile.empty() ? "" : prefix->hostile[static_cast<size_t>(i) % prefix->hostile.size()];
+    if (hostile == "huge-chain") {
+      // 1 MiB of chain: the CA's certificate over and over after the leaf.
+      X509* base = chain.intermediates.empty() ? chain.leaf.get() : chain.intermediates.front().get();
+      size_t one = certs::to_der(base).size();
+      for (size_t bytes = 0; bytes < (1u << 20); bytes += one) {
+        X509_up_ref(base);
+        chain.intermediates.emplace_back(base);
+      }
+    } else if (!hostile.empty()) {
+      site->misbehaviour = *misbehaviour_named(hostile);
+    }
+    site->chain = std::make_shared<certs::ServedChain>(std::move(chain));
     listeners.push_back({{addr, 443}, std::move(site)});
   }
   // Every ClientHello the servers see, for tests and for people: the device's

@@ -50,12 +50,24 @@ std::string parse_server_name(const unsigned char* p, size_t len) {
 
 }  // namespace
 
+std::optional<Misbehaviour> misbehaviour_named(const std::string& name) {
+  static const std::pair<const char*, Misbehaviour> kNames[] = {
+      {"garbage", Misbehaviour::garbage}, {"drip", Misbehaviour::drip},
+      {"stall", Misbehaviour::stall},     {"reset", Misbehaviour::reset},
+      {"never-finish", Misbehaviour::never_finish}, {"huge-hello", Misbehaviour::huge_hello}};
+  for (const auto& [n, m] : kNames)
+    if (name == n) return m;
+  return std::nullopt;
+}
+
 struct Conn {
   net::Fd fd;
   tls::SslPtr ssl;
   const Site* site = nullptr;
   std::shared_ptr<const Site> owned_site;  // keeps a site from site_for alive
-  enum class State { handshaking, established, drip, stall } state = State::handshaking;
+  enum class State { handshaking, established, drip, stall, await_hello, flood } state = State::handshaking;
+  Misbehaviour answer = Misbehaviour::none;  // for await_hello: what to send once the client spoke
+  size_t flooded = 0;
   SniAction hello_action = SniAction::serve;  // set by the ClientHello callback
   Clock::time_point last_activity = Clock::now();
   Clock::time_point next_drip{};
@@ -219,6 +231,16 @@ class TlsServer::Worker {
         case Misbehaviour::stall:
           conn->state = Conn::State::stall;
           break;
+        case Misbehaviour::reset: {
+          linger lg{1, 0};  // close() sends RST
+          ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+          continue;  // conn goes out of scope: reset
+        }
+        case Misbehaviour::never_finish:
+        case Misbehaviour::huge_hello:
+          conn->state = Conn::State::await_hello;
+          conn->answer = conn->site->misbehaviour;
+          break;
         case Misbehaviour::none:
           conn->ssl.reset(SSL_new(ctx_.get()));
           SSL_set_app_data(conn->ssl.get(), conn.get());
@@ -243,10 +265,31 @@ class TlsServer::Worker {
   void drive(Conn& c) {
     c.last_activity = Clock::now();
     int fd = c.fd.get();
-    if (c.state == Conn::State::drip || c.state == Conn::State::stall) {
+    if (c.state == Conn::State::drip || c.state == Conn::State::stall || c.state == Conn::State::flood) {
       char buf[4096];
       ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n == 0 || (n < 0 && errno != EAGAIN)) close_conn(fd);
+      return;
+    }
+    if (c.state == Conn::State::await_hello) {  // the client's hello came: answer it badly
+      char buf[4096];
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n == 0 || (n < 0 && errno != EAGAIN)) {
+        close_conn(fd);
+        return;
+      }
+      if (c.answer == Misbehaviour::never_finish) {
+        // A record announcing 256 bytes, holding a ServerHello's first 11: the rest never comes.
+        static const unsigned char kStart[] = {0x16, 0x03, 0x03, 0x01, 0x00, 0x02, 0x00, 0x00, 0xfc, 0x03, 0x03};
+        [[maybe_unused]] auto sent = ::send(fd, kStart, sizeof kStart, MSG_NOSIGNAL);
+        c.state = Conn::State::stall;
+      } else {
+        // A ServerHello of 16 MiB, 16 KiB records of it a few times a second (tick).
+        static const unsigned char kHeader[] = {0x16, 0x03, 0x03, 0x40, 0x00, 0x02, 0xff, 0xff, 0xff};
+        [[maybe_unused]] auto sent = ::send(fd, kHeader, sizeof kHeader, MSG_NOSIGNAL);
+        c.state = Conn::State::flood;
+        flood(c);
+      }
       return;
     }
     if (c.state == Conn::State::handshaking) {
@@ -292,6 +335,19 @@ class TlsServer::Worker {
     }
   }
 
+  // The rest of a huge ServerHello's record and more records, 16 KiB at a time.
+  void flood(Conn& c) {
+    static const std::vector<unsigned char> kFill = [] {
+      std::vector<unsigned char> v(16384 + 5, 0x41);
+      v[0] = 0x16, v[1] = 0x03, v[2] = 0x03, v[3] = 0x40, v[4] = 0x00;  // a record header, then filler
+      return v;
+    }();
+    // The first record already has its 4-byte handshake header: its remainder, then whole records.
+    size_t skip = c.flooded == 0 ? 9 : 0;
+    ssize_t n = ::send(c.fd.get(), kFill.data() + skip, kFill.size() - skip, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) c.flooded += static_cast<size_t>(n);
+  }
+
   void tick() {
     auto now = Clock::now();
     auto idle = std::chrono::milliseconds(options_.idle_timeout_ms);
@@ -302,6 +358,10 @@ class TlsServer::Worker {
         [[maybe_unused]] auto n = ::send(fd, &byte, 1, MSG_NOSIGNAL);
         c->next_drip = now + std::chrono::seconds(1);
         continue;  // dripping keeps it alive until the client gives up
+      }
+      if (c->state == Conn::State::flood && c->flooded < (16u << 20)) {
+        flood(*c);  // 16 KiB every tick (100 ms): about 160 KiB a second
+        continue;
       }
       if (c->state != Conn::State::drip && now - c->last_activity > idle) expired.push_back(fd);
     }

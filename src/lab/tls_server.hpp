@@ -13,6 +13,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,13 +38,19 @@ struct SniRule {
   std::shared_ptr<std::atomic<int>> uses_left;
 };
 
-// What a site does before any TLS.
+// What a site does instead of TLS: the hostile servers a scan must survive.
 enum class Misbehaviour {
   none,
-  garbage,  // sends plaintext that is not TLS, then closes
-  drip,     // sends a TLS record header, then one byte a second, forever
-  stall,    // accepts and never sends anything
+  garbage,       // sends plaintext that is not TLS, then closes
+  drip,          // sends a TLS record header, then one byte a second, forever
+  stall,         // accepts and never sends anything
+  reset,         // accepts and resets the connection at once
+  never_finish,  // answers the ClientHello with the start of a ServerHello, then nothing
+  huge_hello,    // answers with a ServerHello announcing 16 MiB and sends 16 KiB of it every tenth of a second
 };
+// The names the lab's config uses ("garbage", "never-finish", ...; "huge-chain"
+// is a site whose chain is 1 MiB, served by real TLS). Empty: not a name.
+std::optional<Misbehaviour> misbehaviour_named(const std::string& name);
 
 struct Site {
   std::shared_ptr<const certs::ServedChain> chain;  // the default chain

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,17 +161,19 @@ RunResult run_mitmwatch(const std::vector<std::string>& args, const std::string&
   RunResult r;
   auto deadline = std::chrono::steady_clock::now() + limit;
   int status = 0;
+  rusage usage{};
   for (;;) {
-    pid_t done = waitpid(pid, &status, WNOHANG);
+    pid_t done = wait4(pid, &status, WNOHANG, &usage);
     if (done == pid) break;
     if (std::chrono::steady_clock::now() > deadline) {
       kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
+      wait4(pid, &status, 0, &usage);
       r.err = "test harness: killed after the time limit\n";
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  r.max_rss_kb = usage.ru_maxrss;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
   r.out = read_file(out_path);
   r.err += read_file(err_path);

@@ -50,6 +50,7 @@ struct RunResult {
   int exit_code = -1;  // -signal when killed
   std::string out;
   std::string err;
+  long max_rss_kb = 0;  // the process's peak resident memory (wait4)
 };
 
 // Runs build/mitmwatch with args (stdin from `input`), bounded by `limit`.
