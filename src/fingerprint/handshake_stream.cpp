@@ -40,10 +40,13 @@ void HandshakeStream::feed(Bytes data) {
 
 // The first TLS record may follow a proxy's preamble: look for a handshake
 // record header whose message is a ClientHello or ServerHello.
+bool HandshakeStream::hello_at(size_t i) const {
+  return records_.size() >= i + 6 && records_[i] == kHandshake && records_[i + 1] == 3 && records_[i + 2] <= 4 &&
+         (records_[i + 5] == 1 || records_[i + 5] == 2);
+}
+
 bool HandshakeStream::skip_to_first_record() {
-  auto looks_like_hello = [&](size_t i) {
-    return records_[i] == kHandshake && records_[i + 1] == 3 && records_[i + 2] <= 4 && (records_[i + 5] == 1 || records_[i + 5] == 2);
-  };
+  auto looks_like_hello = [&](size_t i) { return hello_at(i); };
   size_t i = 0;
   for (; i + 6 <= records_.size(); ++i)
     if (looks_like_hello(i)) break;
@@ -66,9 +69,11 @@ void HandshakeStream::take_records() {
     fail(State::not_tls, fmt::format("the first bytes are not a TLS record (0x{:02x} 0x{:02x})", records_[0], records_[1]));
     return;
   }
-  if (allow_preamble_ && first_record_ && records_.size() >= 6 && !(records_[0] == kHandshake && records_[1] == 3) &&
-      !skip_to_first_record())
-    return;
+  // At the start a handshake record is taken as the first record; once a
+  // preamble was skipped, only a ClientHello or ServerHello ends it, whatever
+  // the bytes' split into feeds (the fuzzer found the difference).
+  bool at_record = records_.size() >= 6 && records_[0] == kHandshake && records_[1] == 3 && (preamble_ == 0 || hello_at(0));
+  if (allow_preamble_ && first_record_ && records_.size() >= 6 && !at_record && !skip_to_first_record()) return;
   size_t pos = 0;
   while (state_ == State::reading && records_.size() - pos >= 5) {
     const uint8_t* h = records_.data() + pos;

@@ -58,6 +58,7 @@ class HandshakeStream {
   void take_records();
   void take_messages(uint16_t record_version);
   bool skip_to_first_record();
+  bool hello_at(size_t i) const;  // a ClientHello or ServerHello record header at records_[i]
 
   size_t max_message_;
   bool allow_preamble_;
