@@ -30,7 +30,10 @@ int main(int argc, char** argv) {
   mw::lab::StandInWorld world;
   std::ofstream(ca_out) << mw::certs::to_pem(world.public_root().cert.get());
   mw::net::Endpoint at{*mw::net::IpAddress::parse(bind), static_cast<uint16_t>(port)};
-  auto server = mw::lab::TlsServer::start({{at, world.clean_site("bench.example")}}, {workers, 30000, nullptr});
+  mw::lab::TlsServer::Options options;
+  options.workers = workers;
+  options.idle_timeout_ms = 30000;
+  auto server = mw::lab::TlsServer::start({{at, world.clean_site("bench.example")}}, options);
   if (!server) {
     std::fprintf(stderr, "mw-bench-farm: %s\n", server.error().c_str());
     return 1;

@@ -4,11 +4,13 @@
 #include "support/support.hpp"
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <signal.h>
 #include <sys/wait.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -111,6 +113,9 @@ TEST_F(CliTest, BadInputIsExitTwoWithTheInputNamedAndNothingWritten) {
       {{"scan", "-o", out, "--allow-private", "--interceptors", dir_.file("bad-ca.pem"), "127.0.0.1:9"},
        "bad-ca.pem"},
       {{"demo", "--servers", "1"}, "--servers"},
+      {{"scan", "-o", out, "--allow-private", "--contact", "me@example.org", "--hello", "cert-grab", "127.0.0.1:9"},
+       "--hello openssl"},
+      {{"scan", "-o", out, "--allow-private", "--user-agent", "x\r\nEvil: 1", "127.0.0.1:9"}, "--user-agent"},
       {{"scan", "-o", out, "--allow-private", "--source-ip", "192.0.2.77", "127.0.0.1:9"}, "192.0.2.77"},
       {{"scan", "-o", out, "--allow-private", "--ca-dir", dir_.file("no-such-dir"), "127.0.0.1:9"}, "no-such-dir"},
       {{"trace", "-o", out, "--allow-private", "--max-ttl", "0", "127.0.0.1:9"}, "--max-ttl"},
@@ -365,4 +370,51 @@ TEST_F(CliTest, SweepRefusesBadInputNamingIt) {
   auto grab = test::run_mitmwatch({"scan", "--allow-private", eps[0].to_string(), "--hello", "quic"});
   EXPECT_EQ(grab.exit_code, 2);
   EXPECT_NE(grab.err.find("--hello"), std::string::npos) << grab.err;
+}
+
+// The scanning host's page: served, every value escaped, the opt-out format
+// beside it, the opted-out prefixes counted; as root it gives root up once bound.
+TEST_F(CliTest, TheNoticePageSaysWhoScansAndHowToOptOut) {
+  test::write_file(dir_.file("opt-out.txt"), "192.0.2.0/24\n2001:db8::/32  # asked 2026-12-01\nexample.org\n");
+  auto printed = test::run_mitmwatch({"notice", "--contact", "scans@example.org", "--organization", "A <b>&</b> B",
+                                      "--opt-out", dir_.file("opt-out.txt"), "--print"});
+  ASSERT_EQ(printed.exit_code, 0) << printed.err;
+  EXPECT_NE(printed.out.find("A &lt;b&gt;&amp;&lt;/b&gt; B"), std::string::npos);
+  EXPECT_EQ(printed.out.find("<b>&</b>"), std::string::npos);
+  EXPECT_NE(printed.out.find("href=\"mailto:scans@example.org\""), std::string::npos);
+  EXPECT_NE(printed.out.find("2 prefixes are on it today"), std::string::npos);
+
+  auto missing = test::run_mitmwatch({"notice", "--print"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("--contact"), std::string::npos);
+
+  std::string log = dir_.file("notice.log");
+  int pid = test::spawn_mitmwatch({"notice", "--contact", "https://example.org/study", "--listen", "127.0.0.1:0"}, log);
+  int port = 0;
+  for (int i = 0; i < 200 && port == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto text = test::read_file(log);
+    if (auto at = text.find("notice: http://127.0.0.1:"); at != std::string::npos)
+      port = std::atoi(text.c_str() + at + std::strlen("notice: http://127.0.0.1:"));
+  }
+  ASSERT_GT(port, 0) << test::read_file(log);
+  httplib::Client client("127.0.0.1", port);
+  auto page = client.Get("/anything");
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->status, 200);
+  EXPECT_NE(page->body.find("<a href=\"https://example.org/study\">"), std::string::npos);
+  auto format = client.Get("/opt-out.txt");
+  ASSERT_TRUE(format);
+  EXPECT_NE(format->body.find("https://example.org/study"), std::string::npos);
+  EXPECT_NE(format->body.find("CIDR"), std::string::npos);
+  if (geteuid() == 0) {
+    std::string status = test::read_file("/proc/" + std::to_string(pid) + "/status");
+    auto uid = status.find("\nUid:");
+    ASSERT_NE(uid, std::string::npos);
+    EXPECT_NE(std::stoi(status.substr(uid + 5)), 0) << "gives root up once bound";
+  }
+  ::kill(pid, SIGTERM);
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << test::read_file(log);
 }

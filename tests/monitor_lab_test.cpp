@@ -5,6 +5,7 @@
 #include "store/store.hpp"
 #include "support/lab_session.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -12,7 +13,6 @@
 
 #include <map>
 #include <set>
-#include <thread>
 
 using namespace mw;
 
@@ -69,14 +69,15 @@ TEST_F(MonitorLabTest, EachDeviceTransitionIsReportedInTheNextRoundAndSteadyRoun
   MonitorLab lab;
   ASSERT_TRUE(lab.up()) << lab.log();
   auto targets = lab.targets_file(20);
-  // Rounds start every 2 s from now: 1-6 with the device on (the baseline and
-  // five steady rounds), 7-9 off (it goes off at 11 s, between rounds 6 and 7),
-  // 10-11 on again (at 17 s, between rounds 9 and 10). A second of margin each side.
-  auto sched = test::run_mitmwatch({"lab", "device", "--name", lab.name(), "schedule", "0s:on", "11s:off", "17s:on"});
-  ASSERT_EQ(sched.exit_code, 0) << sched.err;
+  // Rounds 1-6 with the device on (the baseline and five steady rounds), 7-9
+  // off, 10-11 on again. The --on-round hook switches it after rounds 6 and 9,
+  // before the monitor starts the next round, however long a round took.
+  std::string device = fmt::format("{} lab device --name {}", MW_BINARY, lab.name());
+  std::string switcher = fmt::format(
+      "case $(sed -n 's/.*\"round\":\\([0-9]*\\).*/\\1/p') in 6) {0} off;; 9) {0} on;; esac", device);
   auto hook_out = lab.dir().file("hook.jsonl");
-  auto r = lab.monitor({"--every", "2s", "--rounds", "11", "--events", lab.dir().file("events.jsonl"), "--on-change",
-                        "cat >> " + hook_out},
+  auto r = lab.monitor({"--every", "1500ms", "--rounds", "11", "--events", lab.dir().file("events.jsonl"), "--on-change",
+                        "cat >> " + hook_out, "--on-round", switcher},
                        targets);
   ASSERT_EQ(r.exit_code, 0) << r.err;
 
@@ -141,8 +142,8 @@ TEST_F(MonitorLabTest, ATraceLocatesWhatBecameInterceptedAndARestartKeepsItsBase
   EXPECT_NE(again.err.find("2 earlier rounds"), std::string::npos) << again.err;
   EXPECT_TRUE(test::read_file(lab.dir().file("ev.jsonl")).empty()) << again.err;
   // Off now: the restarted monitor reports it in its first round.
+  // `lab device off` returns once the device has switched.
   ASSERT_EQ(test::run_mitmwatch({"lab", "device", "--name", lab.name(), "off"}).exit_code, 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(600));
   auto off = lab.monitor({"--every", "1s", "--rounds", "1", "--events", lab.dir().file("ev.jsonl")}, targets);
   ASSERT_EQ(off.exit_code, 0) << off.err;
   auto events = test::parse_lines(test::read_file(lab.dir().file("ev.jsonl")));

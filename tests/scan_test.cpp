@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
+#include <set>
 
 using namespace mw;
 using verdict::Verdict;
@@ -273,4 +275,93 @@ TEST_F(ScanTest, ThePerTargetRateSpacesOneAddresssHandshakes) {
   EXPECT_EQ(last_stats_.handshakes, 18u);
   EXPECT_GE(secs, 1.2) << "9 handshakes to one address at 4 a second after a burst of 4";
   for (const auto& r : records) EXPECT_EQ(r.result.verdict, verdict::Verdict::clean);
+}
+
+// --contact: each completed handshake says who is scanning in one HEAD
+// request, which the site receives with the SNI as Host; the status is kept.
+TEST_F(ScanTest, AnIdentifyingScanSendsItsContactToEachSite) {
+  std::mutex mu;
+  std::vector<lab::RequestSeen> seen;
+  lab::TlsServer::Options so;
+  so.on_request = [&](const lab::RequestSeen& r) {
+    std::lock_guard lock(mu);
+    seen.push_back(r);
+  };
+  std::vector<lab::Listener> listeners{{{*net::IpAddress::parse("127.88.1.1"), 0}, world_->clean_site("a.example")},
+                                       {{*net::IpAddress::parse("127.88.1.2"), 0}, world_->intercepted_site("b.example")}};
+  auto s = lab::TlsServer::start(std::move(listeners), so);
+  ASSERT_TRUE(s) << s.error();
+  server_ = std::move(*s);
+  std::string ua = tls::contact_user_agent("mailto:scans@example.org");
+  EXPECT_EQ(ua, std::string("mitmwatch/") + MW_VERSION + " (+mailto:scans@example.org)");
+  auto p = tls::ClientProfile::browser_like(ua);
+  ASSERT_TRUE(p);
+  profile_ = std::make_unique<tls::ClientProfile>(std::move(*p));
+
+  auto records = scan(server_->endpoints(), options());
+  ASSERT_EQ(records.size(), 2u);
+  size_t attempts = 0;
+  for (const auto& r : records)
+    for (const auto& a : r.attempts) {
+      ++attempts;
+      EXPECT_TRUE(a.observation.request_sent) << a.role;
+      EXPECT_EQ(a.observation.http_status, 200) << a.role;
+      EXPECT_EQ(a.observation.alpn, "http/1.1");
+      EXPECT_EQ(records::to_json(a.observation, a.role)["http_status"], 200);
+    }
+  std::lock_guard lock(mu);
+  ASSERT_EQ(seen.size(), attempts);  // one request per handshake (the forged site's retries too)
+  std::set<std::string> hosts;
+  for (const auto& r : seen) {
+    EXPECT_EQ(r.head.rfind("HEAD / HTTP/1.1\r\n", 0), 0u) << r.head;
+    EXPECT_NE(r.head.find("\r\nUser-Agent: " + ua + "\r\n"), std::string::npos) << r.head;
+    EXPECT_NE(r.head.find("\r\nHost: " + r.sni + "\r\n"), std::string::npos) << r.head;
+    hosts.insert(r.sni);
+  }
+  EXPECT_EQ(hosts, (std::set<std::string>{"facebook.com", "qzvtrmplkxwa.example.com"}));
+}
+
+// A site that completes the handshake but never answers the request costs the
+// short identify wait, not the handshake timeout, and its record stays ok.
+TEST_F(ScanTest, ASiteThatIgnoresTheRequestStillGivesItsChain) {
+  lab::TlsServer::Options so;
+  so.answer_http = false;
+  std::vector<lab::Listener> listeners{{{*net::IpAddress::parse("127.88.1.3"), 0}, world_->clean_site("c.example")}};
+  auto s = lab::TlsServer::start(std::move(listeners), so);
+  ASSERT_TRUE(s) << s.error();
+  server_ = std::move(*s);
+  auto p = tls::ClientProfile::browser_like("mitmwatch-test");
+  ASSERT_TRUE(p);
+  profile_ = std::make_unique<tls::ClientProfile>(std::move(*p));
+  auto o = options();
+  o.handshake_timeout = std::chrono::milliseconds(60000);
+  auto t0 = std::chrono::steady_clock::now();
+  auto records = scan(server_->endpoints(), o);
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(records.size(), 1u);
+  EXPECT_EQ(records[0].result.verdict, Verdict::clean);
+  for (const auto& a : records[0].attempts) {
+    EXPECT_TRUE(a.observation.ok());
+    EXPECT_TRUE(a.observation.request_sent);
+    EXPECT_EQ(a.observation.http_status, -1);
+    EXPECT_TRUE(records::to_json(a.observation, a.role)["http_status"].is_null());
+  }
+  EXPECT_LT(secs, 30) << "the identify wait (2 s) ends it, not the 60 s handshake timeout";
+}
+
+TEST_F(ScanTest, AScanThatDoesNotIdentifySendsNothingAfterTheHandshake) {
+  std::atomic<int> requests{0};
+  lab::TlsServer::Options so;
+  so.on_request = [&](const lab::RequestSeen&) { ++requests; };
+  std::vector<lab::Listener> listeners{{{*net::IpAddress::parse("127.88.1.4"), 0}, world_->clean_site("d.example")}};
+  auto s = lab::TlsServer::start(std::move(listeners), so);
+  ASSERT_TRUE(s) << s.error();
+  server_ = std::move(*s);
+  auto records = scan(server_->endpoints(), options());
+  ASSERT_EQ(records.size(), 1u);
+  for (const auto& a : records[0].attempts) {
+    EXPECT_FALSE(a.observation.request_sent);
+    EXPECT_FALSE(records::to_json(a.observation, a.role).contains("http_status"));
+  }
+  EXPECT_EQ(requests.load(), 0);
 }

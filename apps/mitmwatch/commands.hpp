@@ -27,6 +27,7 @@ Action add_runs_command(CLI::App& app);
 Action add_export_command(CLI::App& app);
 Action add_campaign_command(CLI::App& app);
 Action add_agent_command(CLI::App& app);
+Action add_notice_command(CLI::App& app);
 int run_lab_demo(const std::string& self_exe, bool keep);
 
 // A usage error found after parsing: printed and mapped to exit code 2.

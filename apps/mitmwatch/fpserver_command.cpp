@@ -59,16 +59,7 @@ net::Endpoint parse_upstream(const std::string& url) {
 }
 
 int run_fpserver(const FpFlags& f) {
-  // ADDRESS:PORT or [IPv6]:PORT; port 0 takes a free one.
-  auto colon = f.listen.rfind(':');
-  std::string host = colon == std::string::npos ? "" : f.listen.substr(0, colon);
-  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  auto address = net::IpAddress::parse(host);
-  int port = -1;
-  if (colon != std::string::npos && colon + 1 < f.listen.size() && f.listen.size() - colon <= 6 &&
-      f.listen.find_first_not_of("0123456789", colon + 1) == std::string::npos)
-    port = std::stoi(f.listen.substr(colon + 1));
-  if (!address || port < 0 || port > 65535) throw UsageError("--listen " + f.listen + ": not ADDRESS:PORT");
+  net::Endpoint listen = listen_endpoint(f.listen);
   if ((f.cert.empty()) != (f.key.empty())) throw UsageError("--cert and --key go together");
   certs::ServedChain chain;
   if (!f.cert.empty()) {
@@ -95,7 +86,7 @@ int run_fpserver(const FpFlags& f) {
   if (f.max_connections < 1 || f.hello_timeout <= 0 || f.handshake_timeout <= 0 || f.request_timeout <= 0)
     throw UsageError("--max-connections and the timeouts must be > 0");
   drivers::FpServerOptions o;
-  o.listen = {*address, static_cast<uint16_t>(port)};
+  o.listen = listen;
   o.max_connections = f.max_connections;
   o.hello_timeout = ms(f.hello_timeout);
   o.handshake_timeout = ms(f.handshake_timeout);

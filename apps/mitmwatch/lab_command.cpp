@@ -181,6 +181,11 @@ Example:
       if (!f->steps.empty()) throw UsageError("steps go with 'schedule' only");
       lab::clear_device_schedule(f->name);
       lab::set_device_enabled(f->name, f->prefix == "on");
+      if (!lab::wait_device_state(f->name, f->prefix == "on", std::chrono::seconds(3))) {
+        fmt::print(stderr, "lab device: switched {}, but the device of lab '{}' has not confirmed it (is the lab up?)\n",
+                   f->prefix, f->name);
+        return cli::kExitFailure;
+      }
       fmt::print(stderr, "lab device: {}\n", f->prefix);
       return cli::kExitOk;
     }

@@ -45,6 +45,8 @@ int main(int argc, char** argv) {
   actions[campaign] = mw::app::add_campaign_command(*campaign);
   auto* agent = app.add_subcommand("agent", "Claim and run a vantage's campaign jobs, storing each job's records once");
   actions[agent] = mw::app::add_agent_command(*agent);
+  auto* notice = app.add_subcommand("notice", "The scanning host's web page: who measures, why, whom to write, how to opt out");
+  actions[notice] = mw::app::add_notice_command(*notice);
   auto* lab = app.add_subcommand("lab", "An emulated network with an interception device (root)");
   actions[lab] = mw::app::add_lab_command(*lab);
 

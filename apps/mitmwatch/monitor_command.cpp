@@ -39,6 +39,7 @@ struct MonitorFlags {
   std::string vantage;
   std::string out_dir;
   std::string on_change;
+  std::string on_round;
   std::string events;
   double hook_timeout = 30;
   bool trace = false;
@@ -50,6 +51,18 @@ struct MonitorFlags {
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
+}
+
+// A user's command, by /bin/sh, with one JSON document on its stdin; the
+// monitor waits for it (bounded by --hook-timeout) so that what it does
+// happens before the next round.
+void run_hook(const MonitorFlags& f, const char* flag, const nlohmann::ordered_json& j, const std::string& command) {
+  if (command.empty()) return;
+  cli::ChildOptions options;
+  options.input = j.dump() + "\n";
+  options.limit = std::chrono::milliseconds(static_cast<int64_t>(f.hook_timeout * 1000));
+  if (int rc = cli::run_child({"/bin/sh", "-c", command}, options); rc != 0)
+    fmt::print(stderr, "monitor: {} exited {} for {}\n", flag, rc, j.dump());
 }
 
 std::optional<int64_t> run_of_file(store::Store& st, const std::string& path) {
@@ -172,6 +185,12 @@ int run_monitor(const MonitorFlags& f) {
       fmt::print(stderr, "[{}] round {}: {} of {} intercepted ({:.1f} %){}\n", io::utc_time(started), round + 1,
                  summary->intercepted, summary->judged, 100 * summary->share(),
                  changes.empty() ? "" : fmt::format(", {} event{}", changes.size(), changes.size() == 1 ? "" : "s"));
+    run_hook(f, "--on-round",
+             nlohmann::ordered_json{{"schema", "mitmwatch.round/1"}, {"series", f.name},   {"vantage", vantage},
+                                    {"round", history->rounds},        {"at_ms", started},  {"run_id", *scan_run},
+                                    {"judged", summary->judged},       {"intercepted", summary->intercepted},
+                                    {"share", summary->share()},       {"events", changes.size()}},
+             f.on_round);
     for (auto& c : changes) {
       store::Event e;
       e.run_id = *scan_run;
@@ -189,13 +208,7 @@ int run_monitor(const MonitorFlags& f) {
                                {"subject", c.subject},           {"run_id", *scan_run}, {"details", e.details}};
       fmt::print(stderr, "[{}] event {}: {}\n", io::utc_time(started), c.type, c.subject);
       if (event_log) (void)event_log->write(j);
-      if (!f.on_change.empty()) {
-        cli::ChildOptions hook_options;
-        hook_options.input = j.dump() + "\n";
-        hook_options.limit = std::chrono::milliseconds(static_cast<int64_t>(f.hook_timeout * 1000));
-        int hook = cli::run_child({"/bin/sh", "-c", f.on_change}, hook_options);
-        if (hook != 0) fmt::print(stderr, "monitor: --on-change exited {} for event {}\n", hook, *id);
-      }
+      run_hook(f, "--on-change", j, f.on_change);
     }
   }
   if (!f.quiet) fmt::print(stderr, "monitor '{}': stopped{}\n", f.name, failures ? fmt::format(" ({} rounds failed)", failures) : "");
@@ -220,6 +233,9 @@ The first round is the baseline. Events go to stderr, the store (mitmwatch serve
 shows them), --events FILE (JSON Lines), and --on-change CMD, run by /bin/sh with
 the event's JSON on stdin. A restarted monitor takes its series' stored rounds as
 its baseline. Each round's records also stay in a JSONL file (--out-dir).
+--on-round CMD gets each round's summary (series, round, run_id, judged,
+intercepted, share, events) before the next round starts, e.g. to feed a
+metrics system.
 
 Examples:
   mitmwatch monitor --every 10m --name kz -- -i kz-hosts.txt --sni facebook.com,google.com
@@ -235,7 +251,9 @@ Exit codes: 0 done (--rounds reached), 1 stopped by a signal or a failure, 2 bad
   app.add_option("--out-dir", f->out_dir, "Where rounds' JSONL files go (default: monitor-NAME beside the store)");
   app.add_flag("--trace", f->trace, "Trace the targets that became intercepted (root or CAP_NET_RAW)");
   app.add_option("--on-change", f->on_change, "Run CMD (by /bin/sh) for each event, its JSON on stdin");
-  app.add_option("--hook-timeout", f->hook_timeout, "Seconds before --on-change is killed")->capture_default_str();
+  app.add_option("--on-round", f->on_round, "Run CMD (by /bin/sh) after each round, its summary as JSON on stdin");
+  app.add_option("--hook-timeout", f->hook_timeout, "Seconds before --on-change or --on-round is killed")
+      ->capture_default_str();
   app.add_option("--events", f->events, "Append each event to FILE (JSON Lines)");
   app.add_option("--share-delta", f->share_delta, "Smallest share change that is an event")->capture_default_str();
   app.add_flag("-q,--quiet", f->quiet, "Only events on stderr");

@@ -34,14 +34,14 @@ extern "C" void on_stop_signal(int) { g_stop_requested = true; }
 
 struct ScanFlags : OutputFlags {
   TargetFlags targets;
+  IdentityFlags identity;
   std::vector<std::string> snis;
   std::string sni_file;
   std::string control;
   int retries = 4;
   size_t concurrency = 1000;
-  // Polite by default, as zmap's and zgrab2's users are asked to be: raise them for your own servers.
-  double rate = 1000;
-  double per_target_rate = 10;
+  double rate = kDefaultRate;
+  double per_target_rate = kDefaultPerTargetRate;
   double connect_timeout = 5;
   double handshake_timeout = 10;
   std::string source_ip;
@@ -107,10 +107,13 @@ int run_scan(const ScanFlags& f) {
   auto registry = f.interceptors.empty() ? certs::InterceptorRegistry::builtin()
                                          : certs::InterceptorRegistry::from_file(f.interceptors);
   if (!registry) throw UsageError("--interceptors " + registry.error());
-  auto profile = tls::ClientProfile::browser_like();
+  if (f.hello != "openssl" && f.hello != "cert-grab") throw UsageError("--hello must be openssl or cert-grab");
+  std::string user_agent = probe_user_agent(f.identity);
+  if (!user_agent.empty() && f.hello == "cert-grab")
+    throw UsageError("--contact/--user-agent need --hello openssl: cert-grab never completes a handshake to send them");
+  auto profile = tls::ClientProfile::browser_like(user_agent);
   if (!profile) throw std::runtime_error(profile.error());
 
-  if (f.hello != "openssl" && f.hello != "cert-grab") throw UsageError("--hello must be openssl or cert-grab");
   std::optional<hello::Template> grab_template;
   if (f.hello == "cert-grab") {
     auto t = f.hello_template == "openssl" ? hello::template_from_context(profile->get(), "openssl")
@@ -268,6 +271,7 @@ Exit codes: 0 done, 1 runtime failure or interrupted (resume with --resume), 2 b
   app.add_option("--template", f->hello_template,
                  "ClientHello shape for --hello cert-grab: minimal12, chrome, firefox, fb2019, openssl")
       ->capture_default_str();
+  add_identity_options(app, f->identity);
   add_output_options(app, *f, "scan", "No progress bar or notes; the summary still goes to stderr");
   return [f] { return run_scan(*f); };
 }

@@ -31,9 +31,8 @@ struct SweepFlags : OutputFlags {
   bool infer_rule = false;
   int retries = 2;
   size_t concurrency = 500;
-  // Polite by default, as zmap's and zgrab2's users are asked to be: raise them for your own servers.
-  double rate = 1000;
-  double per_target_rate = 10;
+  double rate = kDefaultRate;
+  double per_target_rate = kDefaultPerTargetRate;
   double connect_timeout = 5;
   double handshake_timeout = 10;
   std::string ca_file;

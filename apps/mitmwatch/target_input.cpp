@@ -1,6 +1,7 @@
 #include "target_input.hpp"
 
 #include "commands.hpp"
+#include "tls/client.hpp"
 
 #include <fmt/format.h>
 
@@ -13,6 +14,37 @@
 namespace mw::app {
 
 // A label no deny-list holds, under a reserved name (RFC 2606), fresh per scan.
+void add_identity_options(CLI::App& app, IdentityFlags& f) {
+  app.add_option("--contact", f.contact,
+                 "How a site's operators reach you (an e-mail or URL): after each completed handshake the probe "
+                 "sends one HEAD / with User-Agent \"mitmwatch/VERSION (+CONTACT)\" and records the status "
+                 "(--hello openssl only; ALPN then offers http/1.1 only)");
+  app.add_option("--user-agent", f.user_agent, "The whole User-Agent of that request, instead of --contact's");
+}
+
+std::string probe_user_agent(const IdentityFlags& f) {
+  std::string ua = !f.user_agent.empty() ? f.user_agent : f.contact.empty() ? "" : tls::contact_user_agent(f.contact);
+  for (char c : ua)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+      throw UsageError(fmt::format("--{}: control characters cannot go in an HTTP header",
+                                   f.user_agent.empty() ? "contact" : "user-agent"));
+  return ua;
+}
+
+net::Endpoint listen_endpoint(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  std::string host = colon == std::string::npos ? "" : listen.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  auto address = net::IpAddress::parse(host);
+  int port = -1;
+  if (colon != std::string::npos && colon + 1 < listen.size() && listen.size() - colon <= 6 &&
+      listen.find_first_not_of("0123456789", colon + 1) == std::string::npos)
+    port = std::stoi(listen.substr(colon + 1));
+  if (!address || port < 0 || port > 65535) throw UsageError("--listen " + listen + ": not ADDRESS:PORT");
+  return {*address, static_cast<uint16_t>(port)};
+}
+
 std::string random_control_name() {
   std::random_device rd;
   std::mt19937 gen(rd());

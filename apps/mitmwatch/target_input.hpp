@@ -14,6 +14,11 @@
 
 namespace mw::app {
 
+// Polite by default, as zmap's and zgrab2's users are asked to be: new
+// handshakes a second in all and to one address. Raise them for your own servers.
+inline constexpr double kDefaultRate = 1000;
+inline constexpr double kDefaultPerTargetRate = 10;
+
 struct TargetFlags {
   std::vector<std::string> targets;
   std::string input;
@@ -39,6 +44,18 @@ std::vector<std::string> without_opted_out(const std::vector<std::string>& names
 // The filtered target stream; `require` false allows no targets at all.
 // Throws UsageError naming the bad input.
 std::unique_ptr<net::TargetStream> open_targets(const TargetFlags& f, bool require = true);
+
+// Who the probes say they are, where a protocol lets them (docs/ethics.md).
+struct IdentityFlags {
+  std::string user_agent;
+  std::string contact;
+};
+// Adds --user-agent and --contact.
+void add_identity_options(CLI::App& app, IdentityFlags& f);
+// The User-Agent the probes send: --user-agent, or "mitmwatch/V (+CONTACT)"
+// from --contact; empty: the probes send nothing beyond the handshake.
+// Throws UsageError on a value HTTP cannot carry.
+std::string probe_user_agent(const IdentityFlags& f);
 
 // A label no deny-list holds, under a reserved name (RFC 2606), fresh per run.
 std::string random_control_name();
@@ -69,6 +86,8 @@ void add_store_options(CLI::App& app, OutputFlags& f);
 void add_db_option(CLI::App& app, std::string& db, const std::string& what);
 // Adds --db STORE to a command that works on the store (default: `db` as set).
 void add_store_flag(CLI::App& app, std::string& db);
+// --listen ADDRESS:PORT or [IPv6]:PORT (port 0: any free one). Throws UsageError.
+net::Endpoint listen_endpoint(const std::string& listen);
 // This program's own path, to run itself (in namespaces, as a monitor's rounds).
 std::string self_exe();
 // The command line of this process, for the store's runs table.

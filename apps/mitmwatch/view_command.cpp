@@ -90,15 +90,9 @@ int run_serve(const ViewFlags& f) {
   if (!std::filesystem::exists(std::filesystem::path(f.web_root) / "index.html"))
     throw UsageError("--web-root " + f.web_root +
                      ": no index.html; the front end is built by scripts/install-deps (cd web && npm ci && npm run build)");
-  auto colon = f.listen.rfind(':');
-  if (colon == std::string::npos) throw UsageError("--listen " + f.listen + ": not HOST:PORT");
-  std::string host = f.listen.substr(0, colon);
-  int port = -1;
-  try {
-    port = std::stoi(f.listen.substr(colon + 1));
-  } catch (const std::exception&) {
-  }
-  if (port < 0 || port > 65535) throw UsageError("--listen " + f.listen + ": not HOST:PORT");
+  net::Endpoint listen = listen_endpoint(f.listen);
+  std::string host = listen.ip.to_string();
+  int port = listen.port;
   auto ctx = std::make_shared<Context>(context_of(f));
 
   httplib::Server server;

@@ -3,6 +3,7 @@
 #include "certs/x509.hpp"
 #include "fingerprint/fingerprints.hpp"
 #include "fingerprint/handshake_stream.hpp"
+#include "io/markup.hpp"
 #include "net/fd.hpp"
 #include "net/packet.hpp"
 #include "quic/initial.hpp"
@@ -20,6 +21,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <unordered_map>
 
 namespace mw::drivers {
@@ -73,19 +75,6 @@ std::optional<SynFacts> saved_syn(int fd) {
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
-}
-
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      default: out += c;
-    }
-  }
-  return out;
 }
 
 int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
@@ -343,8 +332,8 @@ struct FpServer::Impl {
     std::string verdict;
     if (record.contains("verdict") && record["verdict"].is_object()) {
       const auto& v = record["verdict"];
-      verdict = fmt::format("<p class=\"verdict {0}\"><b>{0}</b>: {1}</p>", html_escape(v["verdict"].get<std::string>()),
-                            html_escape(v["reason"].get<std::string>()));
+      verdict = fmt::format("<p class=\"verdict {0}\"><b>{0}</b>: {1}</p>", io::xml_escape(v["verdict"].get<std::string>()),
+                            io::xml_escape(v["reason"].get<std::string>()));
     }
     answer(c, 200, "OK", "text/html; charset=utf-8",
            "<!doctype html><meta charset=\"utf-8\"><title>Your TLS fingerprint</title><h1>Your TLS fingerprint</h1>" +
@@ -352,7 +341,7 @@ struct FpServer::Impl {
                "<p>What this server saw of your connection: if a box on the way re-originated it, these are the box's "
                "fingerprints, not your browser's. <a href=\"" +
                std::string(options.upstream ? "/.mitmwatch/json" : "/json") + "\">JSON</a></p><pre>" +
-               html_escape(record.dump(2, ' ', false, Json::error_handler_t::replace)) + "</pre>\n");
+               io::xml_escape(record.dump(2, ' ', false, Json::error_handler_t::replace)) + "</pre>\n");
   }
 
   // The request to the backend: the client's, without hop-by-hop headers and
@@ -419,14 +408,15 @@ struct FpServer::Impl {
   // A kept backend connection that failed before any answer (the backend
   // closed it while idle): once more on a new one, when that cannot repeat a
   // request the backend acted on (nothing sent, or a method that is safe).
-  bool retry_fresh(uint64_t id, Conn& c, bool nothing_sent, const FpServerContext& fctx,
-                   const std::function<void(const Json&)>& log) {
+  // Empty when no retry applies; else whether the client's connection lives
+  // on (the fresh attempt may already have answered and ended it).
+  std::optional<bool> retry_fresh(uint64_t id, Conn& c, bool nothing_sent, const FpServerContext& fctx,
+                                  const std::function<void(const Json&)>& log) {
     const auto& m = c.head->method;
     if (!c.upstream_reused || !c.upstream_in.empty() || !(nothing_sent || m == "GET" || m == "HEAD" || m == "OPTIONS"))
-      return false;
+      return std::nullopt;
     drop_upstream(c);
-    connect_upstream(id, c, fctx, log);
-    return true;
+    return connect_upstream(id, c, fctx, log);
   }
 
   void bad_gateway(Conn& c, const std::string& why) {
@@ -450,7 +440,7 @@ struct FpServer::Impl {
       ssize_t n = ::send(fd, c.upstream_out.data() + c.upstream_sent, c.upstream_out.size() - c.upstream_sent, MSG_NOSIGNAL);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)) return true;
       if (n <= 0) {  // before any byte went: the connect itself failed
-        if (retry_fresh(id, c, c.upstream_sent == 0, fctx, log)) return true;
+        if (auto alive = retry_fresh(id, c, c.upstream_sent == 0, fctx, log)) return *alive;
         bad_gateway(c, fmt::format("{}{}: {}", c.upstream_sent == 0 ? "connecting to " : "", options.upstream->to_string(),
                                    std::strerror(errno)));
         return respond(id, c, fctx, log);
@@ -463,12 +453,12 @@ struct FpServer::Impl {
       ssize_t n = ::recv(fd, buf, sizeof buf, 0);
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0) {
-        if (retry_fresh(id, c, false, fctx, log)) return true;
+        if (auto alive = retry_fresh(id, c, false, fctx, log)) return *alive;
         bad_gateway(c, fmt::format("{}: {}", options.upstream->to_string(), std::strerror(errno)));
         return respond(id, c, fctx, log);
       }
       if (n == 0) {
-        if (retry_fresh(id, c, false, fctx, log)) return true;
+        if (auto alive = retry_fresh(id, c, false, fctx, log)) return *alive;
         closed = true;
         break;
       }

@@ -85,6 +85,7 @@ class ScanRun {
   void emit(TargetJob& job, uint64_t id, size_t sni_index);
   void wait_on(size_t slot, tls::Probe::Want want);
   void advance(size_t slot, tls::Probe::Want want);
+  void cut_deadline(size_t slot);
   // The first ready request whose destination may have another handshake now (ready_.size(): none).
   size_t next_allowed(Clock::time_point now);
   TokenBucket& bucket_of(const net::IpAddress& ip);
@@ -200,6 +201,7 @@ void ScanRun::start(const ProbeRequest& req) {
   }
   f.deadline = Clock::now() + options_.connect_timeout;
   deadlines_.push({f.deadline, slot, f.generation});
+  cut_deadline(slot);
   epoll_.add(f.handshake->fd(), 0, (uint64_t{f.generation} << 32) | slot);
   wait_on(slot, want);
 }
@@ -230,7 +232,16 @@ void ScanRun::advance(size_t slot, tls::Probe::Want want) {
     f.deadline = Clock::now() + options_.handshake_timeout;
     deadlines_.push({f.deadline, slot, f.generation});
   }
+  cut_deadline(slot);
   wait_on(slot, want);
+}
+
+void ScanRun::cut_deadline(size_t slot) {
+  InFlight& f = slots_[slot];
+  if (auto cut = f.handshake->cut_deadline(); cut && *cut < f.deadline) {
+    f.deadline = *cut;
+    deadlines_.push({f.deadline, slot, f.generation});
+  }
 }
 
 void ScanRun::finish_slot(size_t slot) {

@@ -50,6 +50,25 @@ tl::expected<void, std::string> JsonlWriter::sync() {
   return {};
 }
 
+tl::expected<RecoveredLines, std::string> read_complete_lines(std::istream& in, const std::string& source,
+                                                              const std::function<void(const nlohmann::json&)>& visit) {
+  RecoveredLines out;
+  std::string line;
+  size_t line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (in.eof()) break;  // no '\n' after it: a torn last line
+    out.complete_end = in.tellg();
+    if (line.empty()) continue;
+    auto record = nlohmann::json::parse(line, nullptr, false);
+    if (record.is_discarded())
+      return tl::unexpected(source + ":" + std::to_string(line_no) + ": not a JSON record; refusing to resume");
+    visit(record);
+    ++out.records;
+  }
+  return out;
+}
+
 tl::expected<size_t, std::string> recover(const std::string& path,
                                           const std::function<void(const nlohmann::json&)>& visit) {
   std::ifstream in(path, std::ios::binary);
@@ -58,27 +77,15 @@ tl::expected<size_t, std::string> recover(const std::string& path,
     if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return 0;
     return tl::unexpected(path + ": cannot open for reading");
   }
-  std::string line;
-  size_t count = 0, line_no = 0;
-  std::streamoff good_end = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (in.eof()) break;  // no '\n' after it: a torn last line
-    good_end = in.tellg();
-    if (line.empty()) continue;
-    auto record = nlohmann::json::parse(line, nullptr, false);
-    if (record.is_discarded())
-      return tl::unexpected(path + ":" + std::to_string(line_no) + ": not a JSON record; refusing to resume");
-    visit(record);
-    ++count;
-  }
+  auto read = read_complete_lines(in, path, visit);
+  if (!read) return tl::unexpected(read.error());
   in.close();
   struct stat st;
-  if (::stat(path.c_str(), &st) == 0 && st.st_size > good_end) {
-    if (::truncate(path.c_str(), good_end) != 0)
+  if (::stat(path.c_str(), &st) == 0 && st.st_size > read->complete_end) {
+    if (::truncate(path.c_str(), read->complete_end) != 0)
       return tl::unexpected(path + ": cannot cut the torn last line: " + std::strerror(errno));
   }
-  return count;
+  return read->records;
 }
 
 }  // namespace mw::io

@@ -9,6 +9,7 @@
 #include <tl/expected.hpp>
 
 #include <functional>
+#include <istream>
 #include <string>
 
 namespace mw::io {
@@ -34,5 +35,14 @@ class JsonlWriter {
 // line that is not JSON is an error naming file and line.
 tl::expected<size_t, std::string> recover(const std::string& path,
                                           const std::function<void(const nlohmann::json&)>& visit);
+
+// What recover() reads, from any stream: the records visited and where the
+// last complete line ends. `source` names the input in errors.
+struct RecoveredLines {
+  size_t records = 0;
+  std::streamoff complete_end = 0;
+};
+tl::expected<RecoveredLines, std::string> read_complete_lines(std::istream& in, const std::string& source,
+                                                              const std::function<void(const nlohmann::json&)>& visit);
 
 }  // namespace mw::io

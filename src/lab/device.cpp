@@ -754,4 +754,18 @@ void set_device_enabled(const std::string& lab_name, bool enabled) {
   std::ofstream(fs::path(state_dir(lab_name)) / "device-enabled") << (enabled ? "1" : "0") << "\n";
 }
 
+bool wait_device_state(const std::string& lab_name, bool enabled, std::chrono::milliseconds limit) {
+  auto counters = fs::path(run_dir(lab_name)) / "device.json";
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    std::ifstream in(counters);
+    auto j = nlohmann::json::parse(in, nullptr, false);
+    if (!j.is_discarded() && j.is_object() && j.contains("enabled") && j["enabled"].is_boolean() &&
+        j["enabled"].get<bool>() == enabled)
+      return true;
+    if (std::chrono::steady_clock::now() >= until) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+}
+
 }  // namespace mw::lab

@@ -5,6 +5,7 @@
 // and relays to the real server over its own TLS connection.
 #pragma once
 
+#include <chrono>
 #include <string>
 
 namespace mw::lab {
@@ -16,5 +17,11 @@ int run_device(const std::string& lab_name);
 
 // The on/off switch (`mitmwatch lab device on|off`).
 void set_device_enabled(const std::string& lab_name, bool enabled);
+
+// Waits until the running device reports the switch's state in its counters
+// (it reads the switch four times a second); false when it has not within
+// `limit`. What `lab device on|off` returns after, so that a measurement
+// started next sees the new state.
+bool wait_device_state(const std::string& lab_name, bool enabled, std::chrono::milliseconds limit);
 
 }  // namespace mw::lab

@@ -344,12 +344,14 @@ int serve_prefix(const std::string& lab_name, const std::string& prefix_name) {
     fmt::print(stderr, "lab serve: giving up root: {}\n", dropped.error());
     return 1;
   }
-  TlsServer::Options options{2, 10000, [hello_log, hello_mu](const HelloSeen& h) {
+  TlsServer::Options options;
+  options.workers = 2;
+  options.on_hello = [hello_log, hello_mu](const HelloSeen& h) {
                                nlohmann::ordered_json j = {{"peer", h.peer.to_string()}, {"server", h.local.to_string()},
                                                            {"sni", h.sni}, {"shape", h.shape}};
                                std::lock_guard lock(*hello_mu);
                                *hello_log << j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) << "\n" << std::flush;
-                             }};
+                             };
   auto server = TlsServer::start(std::move(listeners), options);
   if (!server) {
     fmt::print(stderr, "lab serve: {}\n", server.error());

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
@@ -71,6 +72,8 @@ struct Conn {
   SniAction hello_action = SniAction::serve;  // set by the ClientHello callback
   Clock::time_point last_activity = Clock::now();
   Clock::time_point next_drip{};
+  std::string request;  // an HTTP request head being read
+  bool answered = false;
 };
 
 class TlsServer::Worker {
@@ -322,17 +325,46 @@ class TlsServer::Worker {
         return;
       }
     }
-    // Established: read and discard until the client goes away.
+    // Established: answer one HTTP request, read and discard the rest until the client goes away.
     char buf[4096];
     for (;;) {
       int n = SSL_read(c.ssl.get(), buf, sizeof buf);
-      if (n > 0) continue;
+      if (n > 0) {
+        if (options_.answer_http && !c.answered) answer_request(fd, c, std::string_view(buf, static_cast<size_t>(n)));
+        continue;
+      }
       int err = SSL_get_error(c.ssl.get(), n);
       if (err == SSL_ERROR_WANT_READ) return;
       ERR_clear_error();
       close_conn(fd);
       return;
     }
+  }
+
+  void answer_request(int fd, Conn& c, std::string_view more) {
+    c.request.append(more.substr(0, 8192 - std::min<size_t>(c.request.size(), 8192)));
+    auto end = c.request.find("\r\n\r\n");
+    if (end == std::string::npos && c.request.size() < 8192) return;
+    c.answered = true;
+    std::string sni;
+    if (const char* name = SSL_get_servername(c.ssl.get(), TLSEXT_NAMETYPE_host_name)) sni = name;
+    if (options_.on_request) {
+      RequestSeen seen;
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      if (::getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+        seen.peer = net::Endpoint::from_sockaddr(reinterpret_cast<sockaddr*>(&ss));
+      seen.sni = sni;
+      seen.head = c.request.substr(0, end);
+      options_.on_request(seen);
+    }
+    bool head_only = c.request.compare(0, 5, "HEAD ") == 0;
+    c.request.clear();
+    std::string body = "mitmwatch lab site" + (sni.empty() ? std::string() : " " + sni) + "\n";
+    std::string response = "HTTP/1.1 200 OK\r\nServer: mitmwatch-lab\r\nContent-Type: text/plain\r\nContent-Length: " +
+                           std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + (head_only ? "" : body);
+    // A few hundred bytes fit any socket buffer: one write or none.
+    if (SSL_write(c.ssl.get(), response.data(), static_cast<int>(response.size())) <= 0) ERR_clear_error();
   }
 
   // The rest of a huge ServerHello's record and more records, 16 KiB at a time.

@@ -75,6 +75,13 @@ struct HelloSeen {
   std::string shape;
 };
 
+// An HTTP request head a site received over TLS (a probe saying who it is).
+struct RequestSeen {
+  net::Endpoint peer;
+  std::string sni;
+  std::string head;  // request line and headers, up to the blank line
+};
+
 class TlsServer {
  public:
   struct Options {
@@ -82,6 +89,11 @@ class TlsServer {
     int idle_timeout_ms = 10000;  // per connection, from the last byte
     // Called from worker threads for every ClientHello (keep it thread-safe).
     std::function<void(const HelloSeen&)> on_hello;
+    // Sites answer an HTTP request with a small page, as a web server would;
+    // false: they read and ignore what comes after the handshake.
+    bool answer_http = true;
+    // Called from worker threads for every request head (keep it thread-safe).
+    std::function<void(const RequestSeen&)> on_request;
   };
 
   static tl::expected<std::unique_ptr<TlsServer>, std::string> start(std::vector<Listener> listeners,

@@ -67,6 +67,7 @@ nlohmann::ordered_json to_json(const tls::Observation& obs, const std::string& r
       {"cipher", null_if_empty(obs.cipher)},
       {"alpn", null_if_empty(obs.alpn)},
   };
+  if (obs.request_sent) j["http_status"] = obs.http_status >= 0 ? Json(obs.http_status) : Json(nullptr);
   Json chain = Json::array();
   for (const auto& der : obs.chain) chain.push_back(certs::base64(der));
   j["chain"] = std::move(chain);

@@ -16,20 +16,6 @@ std::string clock_label(int64_t ms, int64_t span_ms) {
 }
 }  // namespace
 
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
 std::string time_series_svg(const std::vector<Line>& lines, const std::vector<Marker>& markers,
                             const std::string& title) {
   const int w = 760, h = 300, left = 50, right = 45, top = 30, bottom = 40;

@@ -3,6 +3,8 @@
 // file that opens anywhere without scripts, and what it draws is this little.
 #pragma once
 
+#include "io/markup.hpp"
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,6 +25,6 @@ std::string time_series_svg(const std::vector<Line>& lines, const std::vector<Ma
                             const std::string& title);
 std::string bar_chart_svg(const std::vector<std::pair<std::string, double>>& bars, const std::string& title,
                           const std::string& unit);
-std::string xml_escape(const std::string& s);
+using io::xml_escape;
 
 }  // namespace mw::report

@@ -21,8 +21,13 @@ double ms_between(Handshake::Clock::time_point a, Handshake::Clock::time_point b
 
 }  // namespace
 
-tl::expected<ClientProfile, std::string> ClientProfile::browser_like() {
+std::string contact_user_agent(const std::string& contact) {
+  return std::string("mitmwatch/") + MW_VERSION + " (+" + contact + ")";
+}
+
+tl::expected<ClientProfile, std::string> ClientProfile::browser_like(std::string user_agent) {
   ClientProfile p;
+  p.user_agent_ = std::move(user_agent);
   p.ctx_.reset(SSL_CTX_new(TLS_client_method()));
   if (!p.ctx_) return tl::unexpected("SSL_CTX_new: " + drain_errors());
   SSL_CTX* ctx = p.ctx_.get();
@@ -39,12 +44,16 @@ tl::expected<ClientProfile, std::string> ClientProfile::browser_like() {
   // Bounds what a hostile server can make us hold (OpenSSL's default is 100 KiB).
   SSL_CTX_set_max_cert_list(ctx, 64 * 1024);
   static const unsigned char alpn[] = "\x02h2\x08http/1.1";
-  SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+  static const unsigned char alpn_http1[] = "\x08http/1.1";
+  if (p.user_agent_.empty())
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+  else
+    SSL_CTX_set_alpn_protos(ctx, alpn_http1, sizeof alpn_http1 - 1);
   return p;
 }
 
-tl::expected<ClientProfile, std::string> ClientProfile::tls13_only() {
-  auto p = browser_like();
+tl::expected<ClientProfile, std::string> ClientProfile::tls13_only(std::string user_agent) {
+  auto p = browser_like(std::move(user_agent));
   if (p) SSL_CTX_set_min_proto_version(p->ctx_.get(), TLS1_3_VERSION);
   return p;
 }
@@ -85,10 +94,20 @@ Handshake::Want Handshake::on_ready() {
     return begin_tls();
   }
   if (phase_ == Phase::handshaking) return step_tls();
+  if (phase_ == Phase::identifying) return step_identify();
   return Want::done;
 }
 
+std::optional<Handshake::Clock::time_point> Handshake::cut_deadline() const {
+  if (phase_ == Phase::identifying) return identify_until_;
+  return std::nullopt;
+}
+
 void Handshake::time_out() {
+  if (phase_ == Phase::identifying) {  // the chain is in hand: no answer to the request is no error
+    finish_identify();
+    return;
+  }
   if (phase_ == Phase::connecting) {
     fail(ProbeError::connect_timeout, "no answer to SYN before the deadline");
   } else if (phase_ == Phase::handshaking) {
@@ -125,6 +144,15 @@ Handshake::Want Handshake::step_tls() {
   if (rc == 1) {
     obs_.handshake_ms = ms_between(t_connected_, Clock::now());
     capture_session(ssl_.get(), obs_);
+    if (!profile_.user_agent().empty()) {
+      // HTTP/1.1 only was offered; a server that picked another protocol gets no request.
+      if (!obs_.alpn.empty() && obs_.alpn != "http/1.1") return finish_identify();
+      phase_ = Phase::identifying;
+      identify_until_ = Clock::now() + kIdentifyWait;
+      request_ = "HEAD / HTTP/1.1\r\nHost: " + (obs_.sni.empty() ? target_.ip.to_string() : obs_.sni) +
+                 "\r\nUser-Agent: " + profile_.user_agent() + "\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+      return step_identify();
+    }
     phase_ = Phase::done;
     ssl_.reset();
     fd_.reset();  // no close_notify: the chain is all a scan needs
@@ -151,6 +179,54 @@ Handshake::Want Handshake::step_tls() {
   if (ERR_GET_LIB(code) == ERR_LIB_SYS && ERR_GET_REASON(code) == ECONNRESET)
     return fail(ProbeError::reset, std::strerror(ECONNRESET));
   return fail(ProbeError::protocol_error, drain_errors());
+}
+
+Handshake::Want Handshake::step_identify() {
+  ERR_clear_error();
+  if (!request_written_) {
+    // Without partial writes SSL_write sends all or asks to be called again with the same bytes.
+    int rc = SSL_write(ssl_.get(), request_.data(), static_cast<int>(request_.size()));
+    if (rc <= 0) {
+      int err = SSL_get_error(ssl_.get(), rc);
+      if (err == SSL_ERROR_WANT_WRITE) return Want::write;
+      if (err == SSL_ERROR_WANT_READ) return Want::read;
+      return finish_identify();
+    }
+    request_written_ = true;
+    obs_.request_sent = true;
+  }
+  char buf[512];
+  for (;;) {
+    int rc = SSL_read(ssl_.get(), buf, sizeof buf);
+    if (rc <= 0) {
+      int err = SSL_get_error(ssl_.get(), rc);
+      if (err == SSL_ERROR_WANT_READ) return Want::read;
+      if (err == SSL_ERROR_WANT_WRITE) return Want::write;
+      return finish_identify();
+    }
+    response_.append(buf, static_cast<size_t>(rc));
+    if (response_.find('\n') != std::string::npos || response_.size() >= 1024) return finish_identify();
+  }
+}
+
+Handshake::Want Handshake::finish_identify() {
+  // "HTTP/1.x NNN ...": anything else leaves the status unknown.
+  if (response_.size() >= 12 && response_.compare(0, 7, "HTTP/1.") == 0 && response_[8] == ' ') {
+    int code = 0;
+    bool digits = true;
+    for (size_t i = 9; i < 12; ++i) {
+      digits = digits && response_[i] >= '0' && response_[i] <= '9';
+      code = code * 10 + (response_[i] - '0');
+    }
+    if (digits) obs_.http_status = code;
+  }
+  ERR_clear_error();
+  request_.clear();
+  response_.clear();
+  phase_ = Phase::done;
+  ssl_.reset();
+  fd_.reset();
+  return Want::done;
 }
 
 void capture_session(SSL* ssl, Observation& obs) {

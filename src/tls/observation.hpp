@@ -40,6 +40,10 @@ struct Observation {
   double connect_ms = 0;
   double handshake_ms = 0;
   int64_t started_unix_ms = 0;
+  // An identifying probe's HEAD request: whether it was sent, and the status
+  // code answered (-1: none read before the wait ended).
+  bool request_sent = false;
+  int http_status = -1;
 
   // Filled by assess() once the handshake is done.
   TrustResult trust;

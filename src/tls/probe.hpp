@@ -32,6 +32,9 @@ class Probe {
   virtual bool connecting() const = 0;
   // With Want::wait: when to call on_ready() again.
   virtual Clock::time_point wake_at() const { return Clock::now(); }
+  // An earlier deadline than the loop's own, when the probe's current phase
+  // has one (an identifying request after the handshake); checked after each step.
+  virtual std::optional<Clock::time_point> cut_deadline() const { return std::nullopt; }
   // Moves the observation out; valid once want() is done.
   virtual Observation take() = 0;
 };

@@ -1,5 +1,5 @@
 // The dashboard in a real headless Chromium, over a store a real monitor
-// filled: a lab whose device goes off and on again by schedule, six rounds,
+// filled: a lab whose device goes off and on again, seven rounds,
 // then `mitmwatch serve`. Asserts the page shows the off period and that
 // clicking an event opens the real-vs-forged certificate diff.
 // Needs root (the lab); exits 77 (skipped) without it.
@@ -51,13 +51,15 @@ attach = 4
 `);
   mw(['lab', 'up', '--config', join(dir, 'lab.toml')]);
   writeFileSync(join(dir, 'targets.txt'), Array.from({ length: 10 }, (_, i) => `10.72.0.${i + 1}:443`).join('\n') + '\n');
-  // Rounds every 2 s: 1-4 on (round 1 also traces, and may run late), 5-6 off
-  // (off at 7 s), 7 on (on at 11 s).
-  mw(['lab', 'device', '--name', lab, 'schedule', '0s:on', '7s:off', '11s:on']);
+  // Rounds 1-4 on, 5-6 off, 7 on: the monitor's --on-round hook switches the
+  // device after rounds 4 and 6, before the next round starts, however long
+  // a round took (round 1 also traces).
+  const device = `${BIN} lab device --name ${lab}`;
+  const switcher = `case $(sed -n 's/.*"round":\\([0-9]*\\).*/\\1/p') in 4) ${device} off;; 6) ${device} on;; esac`;
   const ca = `/run/mitmwatch-lab/${lab}/public-root.pem`;
   mw(['lab', 'exec', '--name', lab, 'outside', '--', BIN, 'monitor', '--db', db, '--vantage', 'outside', '--name', 'lab',
-      '--every', '2s', '--rounds', '7', '--trace', '-q', '--', '--allow-private', '--ca-file', ca, '--sni', 'facebook.com', '-i',
-      join(dir, 'targets.txt')]);
+      '--every', '1s', '--rounds', '7', '--trace', '-q', '--on-round', switcher, '--', '--allow-private', '--ca-file', ca,
+      '--sni', 'facebook.com', '-i', join(dir, 'targets.txt')]);
 
   server = spawn(BIN, ['serve', '--db', db, '--ca-file', ca, '--listen', '127.0.0.1:0'], { stdio: ['ignore', 'ignore', 'pipe'] });
   const url = await new Promise((resolve, reject) => {
