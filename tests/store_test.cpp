@@ -210,7 +210,7 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   auto lines = test::read_lines(file);
   // A big file of distinct records: the scan's, each with its target renamed.
   auto big = dir_.file("big.jsonl");
-  constexpr size_t kCopies = 700;
+  constexpr size_t kCopies = 300;  // 7,200 records: one batch of 5,000 commits, the kill lands in the next
   {
     std::ofstream out(big);
     for (size_t copy = 0; copy < kCopies; ++copy)

@@ -9,11 +9,11 @@
 namespace mw::drivers {
 namespace {
 
-using Json = nlohmann::json;
+using AtlasJson = nlohmann::json;
 
-tl::expected<std::vector<Json>, std::string> json_items(std::string_view text, const std::string& origin) {
-  std::vector<Json> items;
-  auto whole = Json::parse(text, nullptr, false);
+tl::expected<std::vector<AtlasJson>, std::string> json_items(std::string_view text, const std::string& origin) {
+  std::vector<AtlasJson> items;
+  auto whole = AtlasJson::parse(text, nullptr, false);
   if (!whole.is_discarded()) {
     if (whole.is_array()) {
       for (auto& j : whole) items.push_back(std::move(j));
@@ -32,14 +32,14 @@ tl::expected<std::vector<Json>, std::string> json_items(std::string_view text, c
     auto piece = text.substr(start, end - start);
     start = end + 1;
     if (piece.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-    auto j = Json::parse(piece, nullptr, false);
+    auto j = AtlasJson::parse(piece, nullptr, false);
     if (j.is_discarded()) return tl::unexpected(fmt::format("{}: line {}: not JSON", origin, line));
     items.push_back(std::move(j));
   }
   return items;
 }
 
-int64_t number(const Json& j, const char* key, int64_t fallback = 0) {
+int64_t number(const AtlasJson& j, const char* key, int64_t fallback = 0) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;
   if (it->is_number()) return it->get<int64_t>();
@@ -164,10 +164,10 @@ std::vector<AtlasRecord> judge_atlas(std::vector<AtlasResult> tests, std::vector
     auto json = records::to_json(rec);
     json["atlas"] = {{"probe", t.probe},
                      {"test_measurement", t.measurement},
-                     {"control_measurement", control ? Json(control->measurement) : Json(nullptr)},
+                     {"control_measurement", control ? AtlasJson(control->measurement) : AtlasJson(nullptr)},
                      {"dst_name", t.dst_name}};
     if (auto it = probes.find(t.probe); it != probes.end()) {
-      json["atlas"]["asn"] = it->second.asn ? Json(*it->second.asn) : Json(nullptr);
+      json["atlas"]["asn"] = it->second.asn ? AtlasJson(*it->second.asn) : AtlasJson(nullptr);
       json["atlas"]["country"] = it->second.country;
     }
     out.push_back({t.probe, atlas_vantage(t.probe, probes), std::move(json)});

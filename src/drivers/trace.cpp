@@ -30,9 +30,9 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-class TokenBucket {
+class ProbeBucket {
  public:
-  TokenBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst) {}
+  ProbeBucket(double rate, double burst) : rate_(rate), burst_(burst), tokens_(burst) {}
   bool take(Clock::time_point now) {
     if (rate_ <= 0) return true;
     tokens_ = std::min(burst_, tokens_ + rate_ * std::chrono::duration<double>(now - last_).count());
@@ -111,10 +111,10 @@ struct Probe {
   trace::ProbeResult result;
 };
 
-struct Deadline {
+struct ProbeDeadline {
   Clock::time_point at;
   ProbeId probe;
-  bool operator>(const Deadline& o) const { return at > o.at; }
+  bool operator>(const ProbeDeadline& o) const { return at > o.at; }
 };
 
 // Where a probe of this TTL toward this address will expire, as far as
@@ -161,13 +161,13 @@ class TraceRun {
   net::Epoll epoll_;
   trace::ProbeMatcher matcher_;
   tls::VerifyCache verify_cache_;
-  TokenBucket rate_;
-  std::unordered_map<std::string, TokenBucket> hop_buckets_;
+  ProbeBucket rate_;
+  std::unordered_map<std::string, ProbeBucket> hop_buckets_;
   std::unordered_map<std::string, std::string> hops_seen_;  // (prefix, ttl) -> router
   std::unordered_map<uint64_t, Job> jobs_;
   std::vector<uint64_t> job_order_;
   std::unordered_map<ProbeId, std::unique_ptr<Probe>> probes_;
-  std::priority_queue<Deadline, std::vector<Deadline>, std::greater<>> deadlines_;
+  std::priority_queue<ProbeDeadline, std::vector<ProbeDeadline>, std::greater<>> deadlines_;
   uint64_t next_job_ = 1;
   ProbeId next_probe_ = 1;
   bool targets_exhausted_ = false;
@@ -210,7 +210,7 @@ TraceStats TraceRun::run() {
     }
     now = Clock::now();
     while (!deadlines_.empty() && deadlines_.top().at <= now) {
-      Deadline d = deadlines_.top();
+      ProbeDeadline d = deadlines_.top();
       deadlines_.pop();
       auto it = probes_.find(d.probe);
       if (it != probes_.end() && it->second->deadline == d.at) on_deadline(*it->second);

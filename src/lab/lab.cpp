@@ -88,10 +88,10 @@ std::vector<Argv> build_commands(const LabPlan& p) {
                     "net.ipv4.icmp_ratelimit=" + std::to_string(p.config.icmp_ratelimit_ms)});
     const auto& silent = p.config.silent_routers;
     if (std::find(silent.begin(), silent.end(), router) != silent.end())
-      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-A", "OUTPUT", "-p", "icmp", "--icmp-type",
+      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-w", "-A", "OUTPUT", "-p", "icmp", "--icmp-type",
                       "time-exceeded", "-j", "DROP"});
     if (p.config.link_delay_ms > 0)
-      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-t", "mangle", "-A", "POSTROUTING", "-j", "NFQUEUE",
+      cmds.push_back({"ip", "netns", "exec", ns, "iptables-legacy", "-w", "-t", "mangle", "-A", "POSTROUTING", "-j", "NFQUEUE",
                       "--queue-num", std::to_string(kDelayQueue), "--queue-bypass"});
   }
   for (const auto& l : p.links) {
@@ -109,7 +109,7 @@ std::vector<Argv> build_commands(const LabPlan& p) {
   }
   if (!p.device.empty()) {
     auto ipt = [&](std::vector<std::string> rule) {
-      Argv cmd{"ip", "netns", "exec", p.device, "iptables-legacy"};
+      Argv cmd{"ip", "netns", "exec", p.device, "iptables-legacy", "-w"};
       cmd.insert(cmd.end(), rule.begin(), rule.end());
       cmds.push_back(cmd);
     };
