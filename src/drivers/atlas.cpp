@@ -1,10 +1,12 @@
 #include "drivers/atlas.hpp"
 
 #include "certs/x509.hpp"
+#include "io/json_member.hpp"
 
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdint>
 
 namespace mw::drivers {
 namespace {
@@ -42,6 +44,14 @@ tl::expected<std::vector<AtlasJson>, std::string> json_items(std::string_view te
 int64_t number(const AtlasJson& j, const char* key, int64_t fallback = 0) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;
+  if (it->is_number_float()) {  // a double past int64's range would be undefined to convert
+    double d = it->get<double>();
+    return std::isfinite(d) && std::fabs(d) < 9.2e18 ? static_cast<int64_t>(d) : fallback;
+  }
+  if (it->is_number_unsigned()) {
+    auto u = it->get<uint64_t>();
+    return u <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(u) : fallback;
+  }
   if (it->is_number()) return it->get<int64_t>();
   if (it->is_string()) {
     try {
@@ -64,18 +74,18 @@ tl::expected<std::vector<AtlasResult>, std::string> parse_atlas_sslcert(std::str
     const auto& j = (*items)[i];
     auto where = [&](const std::string& what) { return fmt::format("{}: result {}: {}", origin, i + 1, what); };
     if (!j.is_object()) return tl::unexpected(where("not an object"));
-    if (j.value("type", "") != "sslcert")
+    if (io::string_member(j, "type") != "sslcert")
       return tl::unexpected(where("type is not \"sslcert\" (an Atlas TLS certificate result)"));
     AtlasResult r;
     r.probe = number(j, "prb_id", -1);
     r.measurement = number(j, "msm_id", -1);
     if (r.probe < 0) return tl::unexpected(where("no prb_id"));
-    auto addr = net::IpAddress::parse(j.value("dst_addr", ""));
+    auto addr = net::IpAddress::parse(io::string_member(j, "dst_addr"));
     if (!addr) return tl::unexpected(where("dst_addr: " + addr.error()));
     auto port = number(j, "dst_port", 443);
     if (port < 1 || port > 65535) return tl::unexpected(where("dst_port out of range"));
     r.target = {*addr, static_cast<uint16_t>(port)};
-    r.dst_name = j.value("dst_name", "");
+    r.dst_name = io::string_member(j, "dst_name");
     auto& o = r.observation;
     o.sni = sni;
     o.started_unix_ms = number(j, "timestamp") * 1000;
