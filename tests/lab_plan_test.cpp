@@ -1,9 +1,12 @@
-// The lab's configuration and topology plan: no root needed.
+// The lab's configuration and topology plan, and the device's view of TCP
+// flows: no root needed.
+#include "lab/flow_table.hpp"
 #include "lab/plan.hpp"
 
 #include <gtest/gtest.h>
 
 #include <set>
+#include <thread>
 
 using namespace mw::lab;
 
@@ -96,4 +99,69 @@ TEST(LabPlan, WhichPrefixesAreBehindTheDeviceFromWhere) {
   EXPECT_FALSE(p.crosses_device("inside", prefix(p, "core")));
   EXPECT_TRUE(p.crosses_device("inside", prefix(p, "metro")));
   EXPECT_FALSE(p.crosses_device("inside", prefix(p, "edge")));
+}
+
+// What the device remembers of a connection's handshake, in the orders a
+// loaded device sees packets.
+TEST(FlowTable, ASynSentAgainAfterItsSynAckKeepsTheFlowTheDeviceSaw) {
+  FlowTable flows;
+  FlowKey key{0x0a3d0102, 0x0a470011, 40000, 443};
+  TcpOptions client{1460, 7, true}, server{1400, 9, true};
+  EXPECT_TRUE(flows.client_syn(key, 1000, client));
+  EXPECT_EQ(flows.established(key), nullptr);  // no SYN-ACK yet: data would pass unseen
+  flows.server_syn_ack(key, server);
+  // The device was slow: the client's SYN came again behind the SYN-ACK.
+  EXPECT_FALSE(flows.client_syn(key, 1000, client));
+  Flow* flow = flows.established(key);
+  ASSERT_NE(flow, nullptr);
+  EXPECT_EQ(flow->server.mss, 1400);
+  EXPECT_EQ(flow->server.wscale, 9);
+  EXPECT_EQ(flow->client.wscale, 7);
+  EXPECT_EQ(flow->state, Flow::State::tracking);
+}
+
+TEST(FlowTable, ANewConnectionOnTheSamePortStartsOver) {
+  FlowTable flows;
+  FlowKey key{0x0a3d0102, 0x0a470011, 40000, 443};
+  flows.client_syn(key, 1000, {});
+  flows.server_syn_ack(key, {});
+  flows.established(key)->state = Flow::State::hijacked;
+  EXPECT_TRUE(flows.client_syn(key, 777777, {}));  // another initial sequence number
+  EXPECT_EQ(flows.established(key), nullptr);
+  flows.server_syn_ack(key, {});
+  EXPECT_EQ(flows.established(key)->state, Flow::State::tracking);
+}
+
+TEST(FlowTable, SynAcksAndDataOfUnknownFlowsAreIgnored) {
+  FlowTable flows;
+  FlowKey key{1, 2, 3, 443};
+  flows.server_syn_ack(key, {});
+  EXPECT_EQ(flows.established(key), nullptr);
+  EXPECT_EQ(flows.size(), 0u);
+}
+
+TEST(FlowTable, PastItsLimitIdleFlowsAreForgottenButNotTheNewOne) {
+  FlowTable flows(2, std::chrono::seconds(0));
+  flows.client_syn({1, 2, 1, 443}, 1, {});
+  flows.client_syn({1, 2, 2, 443}, 2, {});
+  EXPECT_EQ(flows.size(), 2u);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  flows.client_syn({1, 2, 9, 443}, 9, {});  // the third: the two idle ones go
+  EXPECT_EQ(flows.size(), 1u);
+  flows.server_syn_ack({1, 2, 9, 443}, {});
+  EXPECT_NE(flows.established({1, 2, 9, 443}), nullptr);
+}
+
+TEST(FlowTable, TcpOptionsAreReadAndAMalformedOneEndsTheList) {
+  const uint8_t syn[] = {2, 4, 0x05, 0xb4, 1, 3, 3, 7, 4, 2, 0};  // MSS 1460, NOP, wscale 7, SACK-permitted, EOL
+  auto o = parse_tcp_options(syn, sizeof syn);
+  EXPECT_EQ(o.mss, 1460);
+  EXPECT_EQ(o.wscale, 7);
+  EXPECT_TRUE(o.sack);
+  const uint8_t bad[] = {3, 3, 5, 2, 9, 0x05};  // wscale 5, then an MSS running past the end
+  o = parse_tcp_options(bad, sizeof bad);
+  EXPECT_EQ(o.wscale, 5);
+  EXPECT_EQ(o.mss, 536);
+  const uint8_t zero_length[] = {8, 0, 2, 4, 0x05, 0xb4};
+  EXPECT_EQ(parse_tcp_options(zero_length, sizeof zero_length).mss, 536);
 }

@@ -359,6 +359,9 @@ TEST(LabDemo, RunsTheStudyLocatesTheDeviceAndTakesTheLabDown) {
   // the first hop past it; from inside (attached to r5) the first hop past
   // it toward routers 1-4 is r4, the second.
   std::map<std::string, int> expected_hop{{"outside", 5}, {"inside", 2}};
+  // The device's counters say why it let a flow by, if a trace finds it did.
+  auto counters_at = r.out.find("Device counters:");
+  std::string counters = counters_at == std::string::npos ? "(no device counters)" : r.out.substr(counters_at, r.out.find('\n', counters_at) - counters_at);
   for (const auto& [vantage, hop] : expected_hop) {
     auto scans = test::parse_lines(test::read_file(dir.file("mitmwatch-lab-" + vantage + ".jsonl")));
     std::set<std::string> intercepted;
@@ -368,7 +371,7 @@ TEST(LabDemo, RunsTheStudyLocatesTheDeviceAndTakesTheLabDown) {
     EXPECT_EQ(traces.size(), intercepted.size()) << vantage;
     EXPECT_FALSE(traces.empty()) << vantage;
     for (const auto& t : traces) {
-      EXPECT_EQ(t["verdict"], "before-server") << vantage << " " << t["target"] << " " << t["reasons"];
+      EXPECT_EQ(t["verdict"], "before-server") << vantage << " " << t["target"] << " " << t["reasons"] << "\n" << counters;
       EXPECT_EQ(t["injector_hop"], hop) << vantage << " " << t["target"];
     }
   }

@@ -6,19 +6,24 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
 using namespace mw;
 
 namespace {
 
-// Routers r1..r6; the device after `device_after`; router 2 sends no ICMP.
-std::string lab_toml(const std::string& name, int device_after) {
+// Routers r1..r6; the device after `device_after`; router 2 sends no ICMP;
+// the last of metro's servers is self-signed.
+std::string lab_toml(const std::string& name, int device_after, int metro_servers) {
   return "name = \"" + name + "\"\nrouters = 6\ndevice_after = " + std::to_string(device_after) + R"(
 silent_routers = [2]
 [[vantages]]
@@ -36,7 +41,7 @@ attach = 6
 [[prefixes]]
 name = "metro"
 cidr = "10.71.0.0/24"
-servers = 4
+servers = )" + std::to_string(metro_servers) + R"(
 untrusted = 1
 attach = 3
 [[prefixes]]
@@ -72,8 +77,8 @@ struct Lab {
   test::TempDir dir;
   bool up = false;
   std::string log;
-  Lab(std::string n, int device_after) : name(std::move(n)) {
-    test::write_file(dir.file("lab.toml"), lab_toml(name, device_after));
+  Lab(std::string n, int device_after, int metro_servers = 4) : name(std::move(n)) {
+    test::write_file(dir.file("lab.toml"), lab_toml(name, device_after, metro_servers));
     auto r = test::run_mitmwatch({"lab", "up", "--config", dir.file("lab.toml")}, "", std::chrono::seconds(120));
     up = r.exit_code == 0;
     log = r.err;
@@ -236,6 +241,55 @@ TEST_F(TraceLab, TheDeviceMovedInTheConfigIsFoundWhereItMoved) {
   EXPECT_EQ(out.at("10.71.0.1")["server_hop"], 4);
   // The summary counts a silent hop as "*".
   EXPECT_NE(lab.last_err.find("* -> "), std::string::npos) << lab.last_err;
+}
+
+// A device that falls behind (a loaded machine, here SIGSTOP) holds SYN-ACKs
+// long enough for clients to send their SYN again. The device must still take
+// those connections over: in CI a stalled device once forgot the SYN-ACK it
+// had seen, let whole connections through, and the trace found no injector.
+TEST_F(TraceLab, ADeviceThatStallsStillTakesOverConnectionsWhoseSynCameTwice) {
+  Lab lab("y" + std::to_string(getpid() % 100000), 4, 24);
+  ASSERT_TRUE(lab.up) << lab.log;
+  std::ifstream ready("/run/mitmwatch-lab/" + lab.name + "/run/device.ready");
+  pid_t device = 0;
+  ASSERT_TRUE(ready >> device) << "no device pid";
+  // The device first checks each server's own chain: done here, before the
+  // stalls, as a study's scan does before its trace.
+  std::vector<std::string> targets = servers("10.71.0.", 23);  // metro's trusted servers
+  std::vector<std::string> scan{"lab", "exec", "--name", lab.name, "inside", "--", MW_BINARY, "scan",
+                                "--allow-private", "--ca-file", lab.ca(), "--sni", "facebook.com", "-q"};
+  scan.insert(scan.end(), targets.begin(), targets.end());
+  auto scanned = test::run_mitmwatch(scan, "", std::chrono::seconds(120));
+  ASSERT_EQ(scanned.exit_code, 0) << scanned.err;
+  for (const auto& rec : test::parse_lines(scanned.out)) ASSERT_EQ(rec["verdict"], "intercepted") << rec.dump();
+  std::atomic<bool> tracing{true};
+  std::thread stall([&] {
+    // Bounded: at most 40 stalls of 1.2 s, however long the trace takes.
+    for (int i = 0; i < 40 && tracing; ++i) {
+      kill(device, SIGSTOP);
+      std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+      kill(device, SIGCONT);
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  });
+  std::vector<std::string> args{"lab", "exec", "--name", lab.name, "inside", "--", MW_BINARY, "trace",
+                                "--allow-private", "--ca-file", lab.ca(), "--probe-timeout", "3", "-q"};
+  args.insert(args.end(), targets.begin(), targets.end());
+  auto r = test::run_mitmwatch(args, "", std::chrono::seconds(180));
+  tracing = false;
+  stall.join();
+  kill(device, SIGCONT);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto records = test::parse_lines(r.out);
+  ASSERT_EQ(records.size(), 23u) << r.err;
+  for (const auto& rec : records) {
+    EXPECT_EQ(rec["verdict"], "before-server") << rec.dump();
+    EXPECT_EQ(rec["injector_hop"], 2) << rec["target"];
+  }
+  auto status = nlohmann::json::parse(test::run_mitmwatch({"lab", "status", "--json", "--name", lab.name}).out);
+  const auto& state = status["device"]["state"];
+  EXPECT_EQ(state["data_on_unknown_flows"], 0) << state.dump();
+  EXPECT_GT(state["hijacked"].get<int>(), 0) << state.dump();
 }
 
 TEST_F(TraceLab, WithoutRawSocketsItSaysSoAndSendsNothing) {

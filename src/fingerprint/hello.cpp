@@ -9,9 +9,9 @@ namespace {
 
 // A cursor over a span that refuses to read past it. Every read says
 // whether it could; the parsers stop at the first refusal.
-class Reader {
+class HelloReader {
  public:
-  explicit Reader(Bytes b) : b_(b) {}
+  explicit HelloReader(Bytes b) : b_(b) {}
   size_t left() const { return b_.size() - pos_; }
   bool u8(uint8_t& v) {
     if (left() < 1) return false;
@@ -64,12 +64,12 @@ std::vector<uint16_t> u16_list(Bytes b) {
 
 tl::unexpected<std::string> bad(const char* what) { return tl::unexpected(std::string(what)); }
 
-tl::expected<std::vector<Extension>, std::string> read_extensions(Reader& r, const char* message) {
+tl::expected<std::vector<Extension>, std::string> read_extensions(HelloReader& r, const char* message) {
   std::vector<Extension> out;
   if (r.left() == 0) return out;  // extensions are optional before TLS 1.3
   Bytes block;
   if (!r.prefixed16(block)) return tl::unexpected(fmt::format("{}: extensions length exceeds the message", message));
-  Reader e(block);
+  HelloReader e(block);
   while (e.left() > 0) {
     uint16_t type;
     Bytes data;
@@ -81,12 +81,12 @@ tl::expected<std::vector<Extension>, std::string> read_extensions(Reader& r, con
 }
 
 void decode_client_extension(ClientHello& h, const Extension& x) {
-  Reader r(x.data);
+  HelloReader r(x.data);
   Bytes list;
   switch (x.type) {
     case ext::kServerName: {
       if (!r.prefixed16(list)) return;
-      Reader names(list);
+      HelloReader names(list);
       while (names.left() > 0) {
         uint8_t kind;
         Bytes name;
@@ -99,7 +99,7 @@ void decode_client_extension(ClientHello& h, const Extension& x) {
     }
     case ext::kAlpn: {
       if (!r.prefixed16(list)) return;
-      Reader protocols(list);
+      HelloReader protocols(list);
       Bytes p;
       while (protocols.prefixed8(p)) h.alpn.emplace_back(p.begin(), p.end());
       return;
@@ -133,7 +133,7 @@ bool is_grease(uint16_t v) { return (v & 0x0f0f) == 0x0a0a && (v >> 12) == ((v >
 tl::expected<ClientHello, std::string> parse_client_hello(Bytes body, uint16_t record_version) {
   ClientHello h;
   h.record_version = record_version;
-  Reader r(body);
+  HelloReader r(body);
   Bytes random, session, ciphers, compression;
   if (!r.u16(h.version)) return bad("ClientHello: shorter than its version field");
   if (!r.bytes(32, random)) return bad("ClientHello: shorter than its random");
@@ -155,7 +155,7 @@ tl::expected<ClientHello, std::string> parse_client_hello(Bytes body, uint16_t r
 tl::expected<ServerHello, std::string> parse_server_hello(Bytes body, uint16_t record_version) {
   ServerHello h;
   h.record_version = record_version;
-  Reader r(body);
+  HelloReader r(body);
   Bytes random, session;
   if (!r.u16(h.version)) return bad("ServerHello: shorter than its version field");
   if (!r.bytes(32, random)) return bad("ServerHello: shorter than its random");
@@ -167,25 +167,25 @@ tl::expected<ServerHello, std::string> parse_server_hello(Bytes body, uint16_t r
   if (!extensions) return tl::unexpected(extensions.error());
   h.extensions = std::move(*extensions);
   for (const auto& x : h.extensions) {
-    Reader e(x.data);
+    HelloReader e(x.data);
     if (x.type == ext::kSupportedVersions) {
       uint16_t v;
       if (e.u16(v)) h.selected_version = v;
     } else if (x.type == ext::kAlpn) {
       Bytes list, p;
-      if (e.prefixed16(list) && Reader(list).prefixed8(p)) h.alpn = std::string(p.begin(), p.end());
+      if (e.prefixed16(list) && HelloReader(list).prefixed8(p)) h.alpn = std::string(p.begin(), p.end());
     }
   }
   return h;
 }
 
 tl::expected<std::vector<std::vector<uint8_t>>, std::string> parse_certificate_list(Bytes body) {
-  Reader r(body);
+  HelloReader r(body);
   uint32_t total;
   Bytes list;
   if (!r.u24(total) || !r.bytes(total, list)) return bad("Certificate: certificate_list length exceeds the message");
   std::vector<std::vector<uint8_t>> out;
-  Reader c(list);
+  HelloReader c(list);
   while (c.left() > 0) {
     uint32_t n;
     Bytes der;

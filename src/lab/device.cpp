@@ -4,6 +4,7 @@
 #include "certs/x509.hpp"
 #include "fingerprint/handshake_stream.hpp"
 #include "fingerprint/hello.hpp"
+#include "lab/flow_table.hpp"
 #include "lab/lab.hpp"
 #include "lab/schedule.hpp"
 #include "net/fd.hpp"
@@ -60,59 +61,12 @@ constexpr int kRepairOn = 1, kRepairOff = 0;
 constexpr int kRecvQueue = 1, kSendQueue = 2;
 constexpr int kOptMss = 2, kOptWindow = 3, kOptSackPerm = 4;
 
-struct FlowKey {
-  uint32_t client_ip, server_ip;  // network order
-  uint16_t client_port, server_port;
-  bool operator==(const FlowKey&) const = default;
-};
-struct FlowKeyHash {
-  size_t operator()(const FlowKey& k) const {
-    return std::hash<uint64_t>()((uint64_t{k.client_ip} << 32) ^ k.server_ip ^ (uint64_t{k.client_port} << 16) ^
-                                 k.server_port);
-  }
-};
-
-struct TcpOptions {
-  uint16_t mss = 536;
-  int wscale = -1;
-  bool sack = false;
-};
-
-struct Flow {
-  TcpOptions client, server;
-  bool syn_ack_seen = false;
-  enum class State { tracking, hijacked, passed } state = State::tracking;
-  std::vector<uint8_t> hello;  // the client's bytes so far (one segment, or more when reassembling)
-  uint32_t hello_seq = 0;      // sequence number of hello[0]
-  Clock::time_point last_seen = Clock::now();
-};
-
 // What the device learned of a server by connecting to it itself.
 struct ServerInfo {
   enum class State { probing, trusted, untrusted } state = State::probing;
   tls::X509Ref real_leaf;
   std::shared_ptr<certs::ServedChain> forged;  // made on first hijack, reused for the host
 };
-
-TcpOptions parse_tcp_options(const uint8_t* p, size_t len) {
-  TcpOptions o;
-  size_t i = 0;
-  while (i < len) {
-    uint8_t kind = p[i];
-    if (kind == 0) break;
-    if (kind == 1) {
-      ++i;
-      continue;
-    }
-    if (i + 1 >= len || p[i + 1] < 2 || i + p[i + 1] > len) break;
-    uint8_t olen = p[i + 1];
-    if (kind == 2 && olen == 4) o.mss = static_cast<uint16_t>((p[i + 2] << 8) | p[i + 3]);
-    if (kind == 3 && olen == 3) o.wscale = p[i + 2];
-    if (kind == 4) o.sack = true;
-    i += olen;
-  }
-  return o;
-}
 
 bool names_equal(const DeviceConfig& d, std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -257,7 +211,7 @@ class Device {
   std::atomic<bool> enabled_{true};
   std::atomic<double> fraction_{1.0};  // of trigger flows taken over; a schedule changes it
 
-  std::unordered_map<FlowKey, Flow, FlowKeyHash> flows_;  // the queue thread's own
+  FlowTable flows_;  // the queue thread's own
   std::mt19937_64 rng_{std::random_device{}()};
 
   std::mutex servers_mu_;
@@ -521,43 +475,30 @@ int Device::handle(nfq_q_handle* qh, nfq_data* nfa) {
   size_t options_len = doff - sizeof(tcphdr);
 
   if (tcp->syn && !tcp->ack && ntohs(tcp->dest) == 443) {  // a client opens a flow
-    ++flows_seen_;
     FlowKey key{ip->saddr, ip->daddr, tcp->source, tcp->dest};
-    Flow flow;
-    flow.client = parse_tcp_options(options, options_len);
-    flows_[key] = flow;
-    {
-      std::lock_guard lock(servers_mu_);
-      if (!servers_.count(ip->daddr)) {
-        servers_[ip->daddr] = ServerInfo{};
-        to_probe_.push_back(ip->daddr);
-        servers_cv_.notify_all();
-      }
-    }
-    if (flows_.size() > 100000) {  // bounded: forget the stale ones
-      auto now = Clock::now();
-      for (auto it = flows_.begin(); it != flows_.end();)
-        it = now - it->second.last_seen > std::chrono::seconds(60) ? flows_.erase(it) : std::next(it);
+    if (!flows_.client_syn(key, ntohl(tcp->seq), parse_tcp_options(options, options_len))) return accept();
+    ++flows_seen_;
+    std::lock_guard lock(servers_mu_);
+    if (!servers_.count(ip->daddr)) {
+      servers_[ip->daddr] = ServerInfo{};
+      to_probe_.push_back(ip->daddr);
+      servers_cv_.notify_all();
     }
     return accept();
   }
   if (tcp->syn && tcp->ack && ntohs(tcp->source) == 443) {  // the server answers
-    auto it = flows_.find({ip->daddr, ip->saddr, tcp->dest, tcp->source});
-    if (it != flows_.end()) {
-      it->second.server = parse_tcp_options(options, options_len);
-      it->second.syn_ack_seen = true;
-    }
+    flows_.server_syn_ack({ip->daddr, ip->saddr, tcp->dest, tcp->source}, parse_tcp_options(options, options_len));
     return accept();
   }
   if (ntohs(tcp->dest) != 443 || payload_len == 0) return accept();
   FlowKey key{ip->saddr, ip->daddr, tcp->source, tcp->dest};
-  auto it = flows_.find(key);
-  if (it == flows_.end() || !it->second.syn_ack_seen) {
+  Flow* tracked = flows_.established(key);
+  if (!tracked) {
     ++unknown_flow_data_;
     return accept();
   }
-  if (it->second.state != Flow::State::tracking) return accept();
-  Flow& flow = it->second;
+  if (tracked->state != Flow::State::tracking) return accept();
+  Flow& flow = *tracked;
   flow.last_seen = Clock::now();
   const DeviceConfig& rules = config_.device;
   uint32_t seq = ntohl(tcp->seq);
