@@ -57,6 +57,16 @@ TEST(LabConfig, RejectsBadConfigurationsWithReasons) {
             std::string::npos);
   EXPECT_NE(bad(with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=\"many\"\n")).find("t.toml"), std::string::npos);
   EXPECT_NE(bad("routers = [").find("t.toml"), std::string::npos);
+  // Wrong types name the key and its line.
+  EXPECT_NE(bad(with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=\"many\"\n")).find("servers must be an integer (line 7)"),
+            std::string::npos);
+  EXPECT_NE(bad("routers = 2.5\n").find("routers must be an integer (line 1)"), std::string::npos);
+  EXPECT_NE(bad("silent_routers = [1, \"two\"]\n").find("silent_routers[1] must be an integer"), std::string::npos);
+  EXPECT_NE(bad("device = 3\n").find("device must be a table"), std::string::npos);
+  EXPECT_NE(bad(vantage + "[[prefixes]]\ncidr=\"10.1.0.0/24\"\n").find("prefixes[0]: name is missing"), std::string::npos);
+  // Unterminated strings at the end of the file (toml11 read past its buffer on these).
+  EXPECT_NE(bad("name = 'lab").find("t.toml: line 1"), std::string::npos);
+  EXPECT_NE(bad("name = \"\"\"lab").find("t.toml: line 1"), std::string::npos);
   EXPECT_NE(bad("device_after = 9\n" + with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=3\n")).find("device_after"),
             std::string::npos);
 }

@@ -210,7 +210,7 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   auto lines = test::read_lines(file);
   // A big file of distinct records: the scan's, each with its target renamed.
   auto big = dir_.file("big.jsonl");
-  constexpr size_t kCopies = 260;  // 6,240 records: batches of 5,000 and 1,240
+  constexpr size_t kCopies = 40;  // 960 records: batches of 200 (--batch) and a last of 160
   {
     std::ofstream out(big);
     for (size_t copy = 0; copy < kCopies; ++copy)
@@ -235,7 +235,7 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   ASSERT_TRUE(newest->step().value());
   before = newest->int64(0);
   newest->reset();
-  int pid = test::spawn_mitmwatch({"import", "--db", db, "--quiet", big}, dir_.file("import.log"));
+  int pid = test::spawn_mitmwatch({"import", "--db", db, "--quiet", "--batch", "200", big}, dir_.file("import.log"));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     bool row = newest->step().value_or(false);
@@ -267,7 +267,7 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   int64_t kept = q->int64(0);
   EXPECT_GT(kept, 0);
   EXPECT_LT(kept, big_lines);
-  EXPECT_EQ(kept % 5000, 0);
+  EXPECT_EQ(kept % 200, 0);
   EXPECT_EQ(runs[1].records, kept);
   EXPECT_EQ(runs[1].status, "running");
 

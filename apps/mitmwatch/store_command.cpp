@@ -18,6 +18,7 @@ struct ImportFlags {
   std::vector<std::string> files;
   std::string db = store::default_db_path();
   std::string vantage;
+  size_t batch = 5000;
   bool quiet = false;
 };
 
@@ -39,7 +40,8 @@ int run_import(const ImportFlags& f) {
     store::RunInfo info;
     info.vantage = f.vantage.empty() ? store::host_name() : f.vantage;
     info.args = command_line();
-    auto stats = store::import_jsonl(*st, path, info, [&](uint64_t bytes) { bar.update((done + bytes) / 1024); });
+    auto stats =
+        store::import_jsonl(*st, path, info, [&](uint64_t bytes) { bar.update((done + bytes) / 1024); }, f.batch);
     if (!stats) {
       bar.finish();
       throw std::runtime_error(stats.error() + " (records before it are in the store; fix the line and import again)");
@@ -133,6 +135,10 @@ Examples:
   app.add_option("files", f->files, "JSON Lines files ('-': stdin)")->required()->check(CLI::ExistingFile | CLI::IsMember({"-"}));
   add_store_flag(app, f->db);
   app.add_option("--vantage", f->vantage, "Where the records were measured from (default: this host's name)");
+  app.add_option("--batch", f->batch,
+                 "Records per transaction: a killed import keeps every whole batch, and loses at most one")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{1000000}));
   app.add_flag("-q,--quiet", f->quiet, "No progress bar or counts");
   return [f] { return run_import(*f); };
 }

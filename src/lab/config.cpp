@@ -5,9 +5,15 @@
 #include "lab/schedule.hpp"
 #include "lab/stand_in.hpp"
 
-#include <toml.hpp>
+// toml++ compiled into this file (header-only): the sanitized and fuzzing
+// builds then check its parser too. (toml11, used before, read past the end
+// of an unterminated string at EOF: found by fuzz_lab_config.)
+#define TOML_HEADER_ONLY 1
+#define TOML_ENABLE_FORMATTERS 0
+#include <toml++/toml.h>
 
 #include <algorithm>
+#include <climits>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -30,12 +36,96 @@ bool allowed_lab_range(const net::Prefix& p) {
   return false;
 }
 
-// A key's value, or `fallback` when absent; a value of the wrong type throws
-// toml's error, which names the key and the line.
+// The error for a value of the wrong type: the key, what it should be, its line.
+[[noreturn]] void wrong_type(const toml::node& n, const std::string& key, const char* wanted) {
+  throw std::runtime_error(key + " must be " + wanted + " (line " + std::to_string(n.source().begin.line) + ")");
+}
+
 template <typename T>
-T get_or(const toml::value& v, const char* key, T fallback) {
-  if (!v.is_table() || !v.contains(key)) return fallback;
-  return toml::find<T>(v, key);
+struct Read;
+template <>
+struct Read<std::string> {
+  static std::string from(const toml::node& n, const std::string& key) {
+    if (auto v = n.value_exact<std::string>()) return *v;
+    wrong_type(n, key, "a string");
+  }
+};
+template <>
+struct Read<int> {
+  static int from(const toml::node& n, const std::string& key) {
+    auto v = n.value_exact<int64_t>();
+    if (!v || *v < INT_MIN || *v > INT_MAX) wrong_type(n, key, "an integer");
+    return static_cast<int>(*v);
+  }
+};
+template <>
+struct Read<unsigned long> {
+  static unsigned long from(const toml::node& n, const std::string& key) {
+    auto v = n.value_exact<int64_t>();
+    if (!v || *v < 0) wrong_type(n, key, "a non-negative integer");
+    return static_cast<unsigned long>(*v);
+  }
+};
+template <>
+struct Read<double> {
+  static double from(const toml::node& n, const std::string& key) {
+    if (auto v = n.value_exact<double>()) return *v;
+    if (auto v = n.value_exact<int64_t>()) return static_cast<double>(*v);
+    wrong_type(n, key, "a number");
+  }
+};
+template <>
+struct Read<bool> {
+  static bool from(const toml::node& n, const std::string& key) {
+    if (auto v = n.value_exact<bool>()) return *v;
+    wrong_type(n, key, "true or false");
+  }
+};
+template <typename T>
+struct Read<std::vector<T>> {
+  static std::vector<T> from(const toml::node& n, const std::string& key) {
+    const toml::array* a = n.as_array();
+    if (!a) wrong_type(n, key, "an array");
+    std::vector<T> out;
+    for (size_t i = 0; i < a->size(); ++i) out.push_back(Read<T>::from(*a->get(i), key + "[" + std::to_string(i) + "]"));
+    return out;
+  }
+};
+
+// A key's value, or `fallback` when absent.
+template <typename T>
+T get_or(const toml::table& t, const std::string& key, T fallback) {
+  const toml::node* n = t.get(key);
+  return n ? Read<T>::from(*n, key) : fallback;
+}
+
+template <typename T>
+T required(const toml::table& t, const std::string& key) {
+  const toml::node* n = t.get(key);
+  if (!n) throw std::runtime_error(key + " is missing");
+  return Read<T>::from(*n, key);
+}
+
+const toml::table* table_at(const toml::table& t, const std::string& key) {
+  const toml::node* n = t.get(key);
+  if (!n) return nullptr;
+  if (!n->is_table()) wrong_type(*n, key, "a table");
+  return n->as_table();
+}
+
+// [[key]]: an array of tables (absent: none).
+std::vector<const toml::table*> tables_at(const toml::table& t, const std::string& key) {
+  std::vector<const toml::table*> out;
+  const toml::node* n = t.get(key);
+  if (!n) return out;
+  const toml::array* a = n->as_array();
+  if (!a) wrong_type(*n, key, "an array of tables");
+  for (size_t i = 0; i < a->size(); ++i) {
+    const toml::node* e = a->get(i);
+    if (!e->is_table()) wrong_type(*e, key + "[" + std::to_string(i) + "]", "a table");
+    out.push_back(e->as_table());
+  }
+  return out;
 }
 
 }  // namespace
@@ -56,16 +146,21 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
   LabConfig c;
   std::string where;
   try {
-    std::istringstream in{std::string(text)};
-    auto doc = toml::parse(in, origin);
+    toml::table doc;
+    try {
+      doc = toml::parse(text, origin);
+    } catch (const toml::parse_error& e) {
+      return tl::unexpected(origin + ": line " + std::to_string(e.source().begin.line) + ": " +
+                            std::string(e.description()));
+    }
     c.name = get_or<std::string>(doc, "name", c.name);
     c.routers = get_or<int>(doc, "routers", c.routers);
     c.device_after = get_or<int>(doc, "device_after", c.device_after);
     c.link_delay_ms = get_or<int>(doc, "link_delay_ms", c.link_delay_ms);
     c.icmp_ratelimit_ms = get_or<int>(doc, "icmp_ratelimit_ms", c.icmp_ratelimit_ms);
     c.silent_routers = get_or<std::vector<int>>(doc, "silent_routers", c.silent_routers);
-    if (doc.contains("device")) {
-      const auto& d = toml::find(doc, "device");
+    if (const toml::table* device = table_at(doc, "device")) {
+      const auto& d = *device;
       c.device.enabled = get_or<bool>(d, "enabled", true);
       std::string match = get_or<std::string>(d, "match", std::string("subdomains"));
       static const std::pair<const char*, TriggerMatch> kMatches[] = {{"exact", TriggerMatch::exact},
@@ -92,8 +187,8 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       for (const auto& step : c.device.schedule)
         if (auto ok = parse_schedule_step(step); !ok) return tl::unexpected(origin + ": device.schedule: " + ok.error());
     }
-    if (doc.contains("forgery")) {
-      const auto& f = toml::find(doc, "forgery");
+    if (const toml::table* forgery = table_at(doc, "forgery")) {
+      const auto& f = *forgery;
       auto& g = c.forgery;
       g.validity_shift_hours = get_or<int>(f, "validity_shift_hours", g.validity_shift_hours);
       g.serial_low_bits_replaced = get_or<int>(f, "serial_low_bits_replaced", g.serial_low_bits_replaced);
@@ -103,14 +198,18 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       g.intermediate_name = get_or<std::string>(f, "intermediate_name", g.intermediate_name);
       g.country = get_or<std::string>(f, "country", g.country);
     }
-    for (const auto& v : get_or<std::vector<toml::value>>(doc, "vantages", std::vector<toml::value>{}))
-      c.vantages.push_back({toml::find<std::string>(v, "name"), get_or<int>(v, "attach", 1)});
     int i = 0;
-    for (const auto& p : get_or<std::vector<toml::value>>(doc, "prefixes", std::vector<toml::value>{})) {
+    for (const toml::table* v : tables_at(doc, "vantages")) {
+      where = "vantages[" + std::to_string(i++) + "]";
+      c.vantages.push_back({required<std::string>(*v, "name"), get_or<int>(*v, "attach", 1)});
+    }
+    i = 0;
+    for (const toml::table* prefix : tables_at(doc, "prefixes")) {
+      const auto& p = *prefix;
       where = "prefixes[" + std::to_string(i++) + "]";
       PrefixConfig pc;
-      pc.name = toml::find<std::string>(p, "name");
-      auto cidr = net::Prefix::parse(toml::find<std::string>(p, "cidr"));
+      pc.name = required<std::string>(p, "name");
+      auto cidr = net::Prefix::parse(required<std::string>(p, "cidr"));
       if (!cidr || cidr->base.family != AF_INET) return tl::unexpected(origin + ": " + where + ".cidr: needs an IPv4 prefix");
       if (!allowed_lab_range(*cidr))
         return tl::unexpected(origin + ": " + where + ".cidr " + cidr->to_string() +
@@ -120,10 +219,9 @@ tl::expected<LabConfig, std::string> parse_lab_config(std::string_view text, con
       pc.untrusted = get_or<int>(p, "untrusted", 0);
       pc.attach = get_or<int>(p, "attach", 1);
       pc.via_device = get_or<bool>(p, "via_device", true);
-      if (p.contains("hostile")) {
-        const auto& h = p.at("hostile");
-        if (h.is_string()) pc.hostile = {h.as_string()};
-        else pc.hostile = get_or<std::vector<std::string>>(p, "hostile", std::vector<std::string>{});
+      if (const toml::node* h = p.get("hostile")) {
+        if (h->is_string()) pc.hostile = {Read<std::string>::from(*h, "hostile")};
+        else pc.hostile = Read<std::vector<std::string>>::from(*h, "hostile");
         for (const auto& mode : pc.hostile)
           if (mode != "huge-chain" && !misbehaviour_named(mode))
             return tl::unexpected(origin + ": " + where + ".hostile: '" + mode +
