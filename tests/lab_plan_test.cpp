@@ -67,6 +67,11 @@ TEST(LabConfig, RejectsBadConfigurationsWithReasons) {
   // Unterminated strings at the end of the file (toml11 read past its buffer on these).
   EXPECT_NE(bad("name = 'lab").find("t.toml: line 1"), std::string::npos);
   EXPECT_NE(bad("name = \"\"\"lab").find("t.toml: line 1"), std::string::npos);
+  // Table headers without a key broke toml++ 3.3's own preconditions (found by fuzz_lab_config).
+  for (const char* header : {"[=", "[&", "[[=", "[[[1]]]", "name = \"x\"\n[ =\n"})
+    EXPECT_NE(bad(header).find("t.toml"), std::string::npos) << header;
+  EXPECT_NE(bad("name = \"lab\"\n\xe2\x80\x83= 1\n").find("t.toml: line 2: byte 0xE2: a lab file is ASCII text"),
+            std::string::npos);
   EXPECT_NE(bad("device_after = 9\n" + with_prefix("name=\"x\"\ncidr=\"10.1.0.0/24\"\nservers=3\n")).find("device_after"),
             std::string::npos);
 }
