@@ -69,6 +69,11 @@ TEST(AtlasParse, OtherResultsAndBrokenOnesAreRefusedByName) {
       R"([{"type":"sslcert","prb_id":7,"dst_addr":"192.0.2.1","alert":{"level":2,"description":40}}])", "a.json", "x");
   ASSERT_TRUE(alert);
   EXPECT_EQ(alert->front().observation.alert, 40);
+  // A timestamp whose milliseconds overflow (found by fuzz_atlas) is refused, not wrapped.
+  auto late = drivers::parse_atlas_sslcert(
+      R"([{"type":"sslcert","prb_id":7,"dst_addr":"192.0.2.1","timestamp":1532999999999751370,"err":"x"}])", "t.json", "x");
+  ASSERT_FALSE(late);
+  EXPECT_NE(late.error().find("timestamp out of range"), std::string::npos) << late.error();
 }
 
 TEST(AtlasImport, ProbesBehindAndOutsideAnInterceptorAreJudgedStoredAndCompared) {

@@ -88,7 +88,10 @@ tl::expected<std::vector<AtlasResult>, std::string> parse_atlas_sslcert(std::str
     r.dst_name = io::string_member(j, "dst_name");
     auto& o = r.observation;
     o.sni = sni;
-    o.started_unix_ms = number(j, "timestamp") * 1000;
+    // Unix seconds; past year 9999 (or negative) it is no time, and would overflow in milliseconds.
+    auto timestamp = number(j, "timestamp");
+    if (timestamp < 0 || timestamp > 253402300799) return tl::unexpected(where("timestamp out of range"));
+    o.started_unix_ms = timestamp * 1000;
     if (auto ttc = j.find("ttc"); ttc != j.end() && ttc->is_number()) o.connect_ms = ttc->get<double>();
     if (auto rt = j.find("rt"); rt != j.end() && rt->is_number()) o.handshake_ms = rt->get<double>();
     if (auto ver = j.find("ver"); ver != j.end() && ver->is_string()) o.tls_version = "TLSv" + ver->get<std::string>();
