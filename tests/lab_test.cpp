@@ -361,7 +361,9 @@ TEST(LabDemo, RunsTheStudyLocatesTheDeviceAndTakesTheLabDown) {
   std::map<std::string, int> expected_hop{{"outside", 5}, {"inside", 2}};
   // The device's counters say why it let a flow by, if a trace finds it did.
   auto counters_at = r.out.find("Device counters:");
-  std::string counters = counters_at == std::string::npos ? "(no device counters)" : r.out.substr(counters_at, r.out.find('\n', counters_at) - counters_at);
+  std::string counters = counters_at == std::string::npos
+                             ? "(no device counters)"
+                             : r.out.substr(counters_at, r.out.find('\n', counters_at) - counters_at);
   for (const auto& [vantage, hop] : expected_hop) {
     auto scans = test::parse_lines(test::read_file(dir.file("mitmwatch-lab-" + vantage + ".jsonl")));
     std::set<std::string> intercepted;

@@ -231,9 +231,8 @@ TEST_F(StoreTest, KillNineDuringAnImportLosesNoCommittedRun) {
   ASSERT_TRUE(watcher) << watcher.error();
   auto newest = watcher->db().prepare("SELECT coalesce(max(id), 0) FROM records");
   ASSERT_TRUE(newest);
-  int64_t before = 0;
   ASSERT_TRUE(newest->step().value());
-  before = newest->int64(0);
+  int64_t before = newest->int64(0);
   newest->reset();
   int pid = test::spawn_mitmwatch({"import", "--db", db, "--quiet", "--batch", "200", big}, dir_.file("import.log"));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);

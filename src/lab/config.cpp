@@ -124,8 +124,8 @@ T required(const toml::table& t, const std::string& key) {
 const toml::table* table_at(const toml::table& t, const std::string& key) {
   const toml::node* n = t.get(key);
   if (!n) return nullptr;
-  if (!n->is_table()) wrong_type(*n, key, "a table");
-  return n->as_table();
+  if (const toml::table* t = n->as_table()) return t;
+  wrong_type(*n, key, "a table");
 }
 
 // [[key]]: an array of tables (absent: none).
@@ -136,9 +136,9 @@ std::vector<const toml::table*> tables_at(const toml::table& t, const std::strin
   const toml::array* a = n->as_array();
   if (!a) wrong_type(*n, key, "an array of tables");
   for (size_t i = 0; i < a->size(); ++i) {
-    const toml::node* e = a->get(i);
-    if (!e->is_table()) wrong_type(*e, key + "[" + std::to_string(i) + "]", "a table");
-    out.push_back(e->as_table());
+    const toml::table* e = a->get(i)->as_table();
+    if (!e) wrong_type(*a->get(i), key + "[" + std::to_string(i) + "]", "a table");
+    out.push_back(e);
   }
   return out;
 }
