@@ -185,6 +185,34 @@ TEST_P(Backend, ARolledBackTransactionLeavesNothingAndForgetsItsCertificates) {
   EXPECT_EQ(n, 24u);
 }
 
+// Found by libFuzzer (fuzz/corpus/store_import/regression-started-ms-past-int64-*):
+// a record's time as a number no int64_t holds was converted anyway (undefined).
+TEST_P(Backend, TimesNoIntegerHoldsAreStoredWithoutATime) {
+  auto lines = test::read_lines(demo_scan("scan.jsonl"));
+  ASSERT_GE(lines.size(), 3u);
+  const std::vector<store::Json> huge = {store::Json(1.79641776039296e23), store::Json(18446744073709551615ull),
+                                         store::Json(-1e300)};
+  std::string text;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    auto r = store::Json::parse(lines[i]);
+    if (i < huge.size()) r["attempts"][0]["started_ms"] = huge[i];
+    text += r.dump() + "\n";
+  }
+  auto file = dir_.file("huge.jsonl");
+  test::write_file(file, text);
+  auto s = open();
+  auto stats = store::import_jsonl(s, file, store::RunInfo{});
+  ASSERT_TRUE(stats) << stats.error();
+  EXPECT_EQ(stats->added, lines.size());
+  auto q = s.db().prepare("SELECT count(*) FROM records WHERE observed_ms IS NULL");
+  ASSERT_TRUE(q) << q.error();
+  ASSERT_TRUE(q->step().value());
+  EXPECT_EQ(q->int64(0), static_cast<int64_t>(huge.size()));
+  size_t n = 0;
+  ASSERT_TRUE(s.for_each_record(stats->run_id, [&](const store::Json&) { ++n; }));
+  EXPECT_EQ(n, lines.size()) << "the records themselves are kept whole";
+}
+
 TEST(StoreBackends, EveryViewIsTheSameFromSQLiteAndPostgreSQL) {
   ASSERT_NE(g_postgres, nullptr) << g_postgres_error;
   test::TempDir dir;

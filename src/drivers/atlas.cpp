@@ -44,15 +44,7 @@ tl::expected<std::vector<AtlasJson>, std::string> json_items(std::string_view te
 int64_t number(const AtlasJson& j, const char* key, int64_t fallback = 0) {
   auto it = j.find(key);
   if (it == j.end()) return fallback;
-  if (it->is_number_float()) {  // a double past int64's range would be undefined to convert
-    double d = it->get<double>();
-    return std::isfinite(d) && std::fabs(d) < 9.2e18 ? static_cast<int64_t>(d) : fallback;
-  }
-  if (it->is_number_unsigned()) {
-    auto u = it->get<uint64_t>();
-    return u <= static_cast<uint64_t>(INT64_MAX) ? static_cast<int64_t>(u) : fallback;
-  }
-  if (it->is_number()) return it->get<int64_t>();
+  if (it->is_number()) return io::int64_member(j, key).value_or(fallback);
   if (it->is_string()) {
     try {
       return std::stoll(it->get<std::string>());

@@ -1,6 +1,7 @@
 #include "store/store.hpp"
 
 #include "certs/x509.hpp"
+#include "io/json_member.hpp"
 #include "store/migrations.hpp"
 
 #include <fmt/format.h>
@@ -32,11 +33,7 @@ std::optional<std::string> str(const Json& j, const char* key) {
   if (it == j.end() || !it->is_string()) return std::nullopt;
   return it->get<std::string>();
 }
-std::optional<int64_t> num(const Json& j, const char* key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return std::nullopt;
-  return it->get<int64_t>();
-}
+std::optional<int64_t> num(const Json& j, const char* key) { return io::int64_member(j, key); }
 std::optional<std::string> leaf_field(const Json& attempt, const char* key) {
   auto leaf = attempt.find("leaf");
   if (leaf == attempt.end() || !leaf->is_object()) return std::nullopt;
